@@ -1,0 +1,200 @@
+r"""Reverse-mode automatic differentiation: the engine every op plugs into.
+
+An op is a :class:`Function` subclass with two static methods working on raw
+arrays (NumPy or CuPy):
+
+* ``forward(ctx, *arrays, **params) -> array``
+* ``backward(ctx, grad) -> one gradient (or None) per array input``
+
+``Function.apply`` wraps them: it unwraps :class:`~minitensor.tensor.Tensor`
+inputs, runs ``forward``, and, when grad mode is on and some input requires a
+gradient, records a node (the ``ctx``) that remembers the inputs.
+
+``backward`` on a scalar loss $L$ then applies the chain rule in reverse
+topological order. For every node $y = f(x_1, \dots, x_k)$ it hands the upstream
+gradient $\bar y = \partial L / \partial y$ to ``f.backward``, which returns the
+vector-Jacobian products $\bar x_i = \bar y \, \partial y / \partial x_i$. A tensor
+used by several nodes receives the **sum** of their contributions:
+
+$$\bar x = \sum_{y \,\in\, \text{consumers}(x)} \bar y \,\frac{\partial y}{\partial x}.$$
+
+Broadcasting is undone here, in one place (:func:`unbroadcast`): an op may
+return a gradient of its output's shape and the engine sums it back to the
+input's shape.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from .backend import get_array_module
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager (and decorator) in which no op records a graph.
+
+    Use it for evaluation and for in-place parameter updates.
+    """
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        _state.grad_enabled = False
+        return self
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self._prev
+        return False
+
+
+class Context:
+    """What one recorded op remembers between its forward and backward pass."""
+
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved_tensors", "__dict__")
+
+    def __init__(self, fn, parents, needs_input_grad):
+        self.fn = fn
+        self.parents = parents
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved_tensors = arrays
+
+
+class Function:
+    """Base class of every differentiable op (one subclass per op)."""
+
+    @staticmethod
+    def forward(ctx, *arrays, **params):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        from .tensor import Tensor  # the tensor module imports this one
+
+        arrays = [t.data for t in inputs]
+        needs = tuple(t.requires_grad for t in inputs)
+        record = any(needs) and is_grad_enabled()
+        ctx = Context(cls, inputs if record else (), needs)
+        out = cls.forward(ctx, *arrays, **params)
+        return Tensor._from_op(out, ctx if record else None)
+
+
+def unbroadcast(grad, shape):
+    r"""Sum ``grad`` down to ``shape``: the backward of NumPy broadcasting.
+
+    If $y = \mathrm{broadcast}(x)$ copies $x$ along an axis, every copy feeds
+    $L$, so $\bar x$ is the sum of $\bar y$ over that axis. Broadcasting (1)
+    prepends missing leading axes and (2) stretches axes of length 1; we undo
+    (1) by summing the leading axes away and (2) by summing with ``keepdims``.
+    """
+    # BEGIN SOLUTION
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    # END SOLUTION
+    return grad
+
+
+def _topological_order(root):
+    """Nodes reachable from ``root``, parents before children, without recursion."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        tensor, expanded = stack.pop()
+        if expanded:
+            order.append(tensor)
+            continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
+        stack.append((tensor, True))
+        if tensor._ctx is not None:
+            for parent in tensor._ctx.parents:
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
+    return order
+
+
+def _owner(array):
+    """The array that owns ``array``'s memory (NumPy collapses view chains)."""
+    return array if array.base is None else array.base
+
+
+def backward(root, grad=None):
+    """Accumulate $\\partial\\,\\text{root} / \\partial\\,\\text{leaf}$ into every leaf's ``.grad``."""
+    if not root.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad (no input had requires_grad=True, "
+                           "or it was computed under no_grad())")
+    xp = get_array_module(root.data)
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(f"backward: output has shape {root.shape}; pass grad= of that shape "
+                               "(an implicit gradient exists only for a single-element output)")
+        grad = xp.ones_like(root.data)
+    else:
+        grad = grad.data if hasattr(grad, "_ctx") else xp.asarray(grad)
+        if grad.shape != root.shape:
+            raise ValueError(f"backward: grad has shape {grad.shape} but the output has shape {root.shape}")
+        grad = grad.astype(root.dtype, copy=True)
+
+    grads = {id(root): grad}  # pending gradients of non-leaf tensors, freed once consumed
+    seen = {id(_owner(grad))}  # memory handed out during this pass (see _accumulate_leaf)
+    for tensor in reversed(_topological_order(root)):
+        g = grads.pop(id(tensor), None)
+        if g is None:
+            continue
+        ctx = tensor._ctx
+        if ctx is None:
+            _accumulate_leaf(tensor, g, seen)
+            continue
+        in_grads = ctx.fn.backward(ctx, g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        if len(in_grads) != len(ctx.parents):
+            raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(in_grads)} gradients "
+                               f"for {len(ctx.parents)} inputs")
+        for parent, pg in zip(ctx.parents, in_grads):
+            if pg is None or not parent.requires_grad:
+                continue
+            if pg.shape != parent.shape:
+                pg = unbroadcast(pg, parent.shape)
+            if pg.dtype != parent.dtype:
+                pg = pg.astype(parent.dtype)
+            if parent._ctx is None:
+                _accumulate_leaf(parent, pg, seen)
+            else:
+                seen.add(id(_owner(pg)))
+                key = id(parent)
+                # Never in place: pg may share memory with another tensor's gradient.
+                grads[key] = pg if key not in grads else grads[key] + pg
+
+
+def _accumulate_leaf(leaf, g, seen):
+    """``leaf.grad += g``, copying ``g`` first when its memory is not ours to keep.
+
+    Ops may return their upstream gradient itself (``Add``) or a view of it
+    (``Reshape``); keeping such an array as ``.grad`` and later updating it in
+    place would silently change another gradient. Fresh arrays are kept as-is.
+    """
+    if leaf.grad is None:
+        owner = _owner(g)
+        if owner is not g or id(owner) in seen or not getattr(g.flags, "writeable", True):
+            g = g.copy()
+        seen.add(id(_owner(g)))
+        leaf.grad = g
+    else:
+        leaf.grad += g

@@ -1,0 +1,131 @@
+"""The one place that knows whether an array lives in NumPy (CPU) or CuPy (CUDA GPU).
+
+Ops never import numpy or cupy to choose an array library: they ask
+:func:`get_array_module` for the module that owns their inputs (``xp``) and call
+``xp.exp``, ``xp.matmul``... so one op class serves both devices. CuPy is an
+optional extra; on a machine without it nothing here imports it.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+
+def _is_cupy_array(x) -> bool:
+    # Checking the type's module avoids importing cupy on CPU-only machines.
+    return type(x).__module__.startswith("cupy")
+
+
+@lru_cache(maxsize=None)
+def _cupy():
+    try:
+        import cupy  # noqa: PLC0415  (optional dependency, imported lazily)
+    except ImportError:
+        return None
+    return cupy
+
+
+def gpu_available() -> bool:
+    """True when CuPy is installed and sees at least one CUDA device."""
+    cp = _cupy()
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # CUDA driver missing or broken: no GPU for us
+        return False
+
+
+def get_array_module(*xs):
+    """Return ``cupy`` if any of ``xs`` is a CuPy array, else ``numpy``."""
+    for x in xs:
+        if _is_cupy_array(x):
+            return _cupy()
+    return np
+
+
+def device_of(x) -> str:
+    """'cuda' for a CuPy array, 'cpu' otherwise."""
+    return "cuda" if _is_cupy_array(x) else "cpu"
+
+
+def check_device(device: str) -> str:
+    device = str(device)
+    if device.startswith("cuda"):
+        device = "cuda"
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
+    if device == "cuda" and not gpu_available():
+        reason = "CuPy is not installed (pip install -e '.[gpu]')" if _cupy() is None else "CuPy sees no CUDA device"
+        raise RuntimeError(f"device 'cuda' requested but no GPU is usable here: {reason}")
+    return device
+
+
+def to_device(x, device: str):
+    """Move an array to ``device`` ('cpu' or 'cuda'); a no-op when it is already there."""
+    device = check_device(device)
+    if device == "cpu":
+        return to_numpy(x)
+    if _is_cupy_array(x):
+        return x
+    return _cupy().asarray(x)
+
+
+def to_numpy(x) -> np.ndarray:
+    """A NumPy array with the data of ``x`` (copied off the GPU when needed)."""
+    if _is_cupy_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def scatter_add(target, index, values) -> None:
+    """``target[index] += values`` with repeated indices accumulated (unbuffered)."""
+    if _is_cupy_array(target):
+        import cupyx  # noqa: PLC0415
+
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)
+
+
+@lru_cache(maxsize=None)
+def _scipy_erf():
+    try:
+        from scipy.special import erf  # noqa: PLC0415  (optional, exact and fast)
+    except ImportError:
+        return None
+    return erf
+
+
+_math_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x):
+    """Elementwise error function, exact to double precision on both backends.
+
+    NumPy has no ``erf``; SciPy's is used when installed, otherwise Python's
+    ``math.erf`` element by element (exact, but slow: only the exact GELU needs it).
+    """
+    if _is_cupy_array(x):
+        from cupyx.scipy.special import erf as cupy_erf  # noqa: PLC0415
+
+        return cupy_erf(x)
+    fast = _scipy_erf()
+    if fast is not None:
+        return fast(x).astype(x.dtype, copy=False)
+    return _math_erf(x).astype(x.dtype)
+
+
+def uniform(rng: np.random.Generator, shape, like):
+    """Uniform [0, 1) samples of ``shape`` with ``like``'s dtype, on ``like``'s device.
+
+    Drawn from the NumPy ``rng`` so that a seed gives the same numbers on every
+    device; on the GPU they are then copied over.
+    """
+    dtype = like.dtype if like.dtype in (np.float32, np.float64) else np.float32
+    sample = rng.random(shape, dtype=dtype)
+    return to_device(sample, device_of(like)) if _is_cupy_array(like) else sample

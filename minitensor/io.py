@@ -97,12 +97,12 @@ def save(state, path, metadata=None) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save {path!r}: directory {directory!r} does not exist")
-    writer = _write_npz if suffix == ".npz" else _write_safetensors
     if suffix == ".safetensors":
         for name, array in arrays.items():
             if (array.dtype.kind, array.dtype.itemsize) not in _ST_NAMES:
                 raise TypeError(f"state[{name!r}] has dtype {array.dtype}, which safetensors "
                                 f"cannot store; supported: {sorted(_ST_DTYPES)}")
+    writer = _write_npz if suffix == ".npz" else _write_safetensors
 
     # Write beside the target, then rename over it: os.replace is atomic on one filesystem.
     # The temp file is opened like any new file (mode 0o666 less umask), unlike mkstemp's 0o600.

@@ -187,6 +187,25 @@ def test_value_used_along_two_paths(Value, a, b):
     assert y.grad == pytest.approx(a)
 
 
+ONE_INPUT_OPS = {
+    "tanh": lambda x: x.tanh(),
+    "exp": lambda x: x.exp(),
+    "relu": lambda x: x.relu(),
+    "neg": lambda x: -x,
+    "pow2": lambda x: x**2,
+    "pow3": lambda x: x**3,
+    "pow-1": lambda x: x**-1,
+}
+
+
+@settings(deadline=None)
+@given(a=away_from_zero, name=st.sampled_from(sorted(ONE_INPUT_OPS)))
+def test_every_op_accumulates_into_its_input(Value, a, name):
+    """An op whose backward assigns (`=`) would drop the other uses of x."""
+    op = ONE_INPUT_OPS[name]
+    assert_grads_match(Value, lambda x: op(x) + x + op(x), a)
+
+
 def test_backward_accumulates_across_calls(Value):
     x = Value(1.5)
     (x * 2.0).backward()

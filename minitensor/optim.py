@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .backend import get_array_module, to_device, to_numpy
 
 
@@ -23,7 +25,8 @@ class Optimizer:
         if lr < 0:
             raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
         self.lr = lr
-        self.step_count = 0
+        self.step_count = 0  # calls to step()
+        self.param_steps = np.zeros(len(self.params), dtype=np.int64)  # updates each parameter received
         self.state = {name: [None] * len(self.params) for name in self.state_names}
 
     def zero_grad(self):
@@ -37,6 +40,7 @@ class Optimizer:
                 continue
             if p.grad.shape != p.shape:
                 raise ValueError(f"{type(self).__name__}: parameter {i} has shape {p.shape} but its grad {p.grad.shape}")
+            self.param_steps[i] += 1
             for name in self.state_names:
                 buf = self.state[name][i]
                 if buf is None or get_array_module(buf) is not get_array_module(p.data):
@@ -49,7 +53,7 @@ class Optimizer:
 
     def state_dict(self) -> dict:
         """Arrays (NumPy) and scalars needed to resume exactly: ``name.i`` per parameter."""
-        out = {"step_count": self.step_count, "lr": self.lr}
+        out = {"step_count": self.step_count, "lr": self.lr, "param_steps": self.param_steps.copy()}
         for name, bufs in self.state.items():
             for i, b in enumerate(bufs):
                 if b is not None:
@@ -59,6 +63,11 @@ class Optimizer:
     def load_state_dict(self, state):
         self.step_count = int(state["step_count"])
         self.lr = float(state["lr"])
+        steps = np.asarray(state["param_steps"], dtype=np.int64)
+        if steps.shape != self.param_steps.shape:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state is for {steps.size} parameters, "
+                             f"this optimizer has {len(self.params)}")
+        self.param_steps = steps.copy()
         for name, bufs in self.state.items():
             for i, p in enumerate(self.params):
                 key = f"{name}.{i}"
@@ -115,7 +124,7 @@ class Adam(Optimizer):
             g = g + self.weight_decay * p.data
         b1, b2 = self.betas
         m, v = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
-        t = self.step_count
+        t = self.param_steps[i]  # this parameter's own update count: its moments' age
         # BEGIN SOLUTION
         m *= b1
         m += (1 - b1) * g
@@ -156,7 +165,8 @@ def _check_schedule(step, warmup, total):
 
 
 def warmup_linear(step, *, warmup, total, peak_lr, min_lr=0.0):
-    r"""Linear warmup from 0 to ``peak_lr`` over ``warmup`` steps, then linear decay to ``min_lr`` at ``total``."""
+    r"""Linear warmup to ``peak_lr`` (step $s < $ ``warmup`` gets ``peak_lr`` $\cdot (s+1)/$``warmup``, never 0),
+    then linear decay to ``min_lr`` at step ``total``."""
     _check_schedule(step, warmup, total)
     if step < warmup:
         return peak_lr * (step + 1) / warmup

@@ -41,10 +41,13 @@ class Module:
                 yield name, value
 
     def modules(self):
-        """This module and every module below it, depth first."""
-        stack = [self]
+        """This module and every module below it, depth first (a shared one once)."""
+        stack, seen = [self], set()
         while stack:
             m = stack.pop()
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
             yield m
             stack.extend(reversed([c for _, c in m.named_children()]))
 

@@ -86,7 +86,13 @@ class Function:
         needs = tuple(t.requires_grad for t in inputs)
         record = any(needs) and is_grad_enabled()
         ctx = Context(cls, inputs if record else (), needs)
-        out = cls.forward(ctx, *arrays, **params)
+        try:
+            out = cls.forward(ctx, *arrays, **params)
+        except ValueError as err:  # e.g. NumPy's broadcast error, which names no op
+            if type(err) is not ValueError:  # a subclass means something to its catcher: keep it
+                raise
+            shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
+            raise ValueError(f"{cls.__name__}: {err} (input shapes {shapes})") from None
         return Tensor._from_op(out, ctx if record else None)
 
 
@@ -167,6 +173,10 @@ def backward(root, grad=None):
         if len(in_grads) != len(ctx.parents):
             raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(in_grads)} gradients "
                                f"for {len(ctx.parents)} inputs")
+        # One array handed to two inputs (``return h, h``) must not be kept by a leaf
+        # that later updates it in place while the other input still needs it.
+        owners = [id(_owner(pg)) for pg in in_grads if pg is not None]
+        seen.update(o for o in owners if owners.count(o) > 1)
         for parent, pg in zip(ctx.parents, in_grads):
             if pg is None or not parent.requires_grad:
                 continue
@@ -181,6 +191,7 @@ def backward(root, grad=None):
                 key = id(parent)
                 # Never in place: pg may share memory with another tensor's gradient.
                 grads[key] = pg if key not in grads else grads[key] + pg
+                seen.add(id(_owner(grads[key])))  # the sum is fresh, but handed out when this node runs
 
 
 def _accumulate_leaf(leaf, g, seen):

@@ -35,8 +35,9 @@ def _as_array(data, dtype=None):
             arr = arr.astype(np.float32)
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
-    if arr.dtype == object:
-        raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} (got an object array)")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"tensor: cannot make a tensor of dtype {arr.dtype} from {type(data).__name__} "
+                        "(numbers and booleans only)")
     return arr
 
 
@@ -60,6 +61,8 @@ class Tensor:
     @classmethod
     def _from_op(cls, array, ctx):
         """The output of an op (the fast path of ``Function.apply``): no conversion, no checks."""
+        if isinstance(array, np.generic):  # NumPy reductions return scalars; keep a writeable 0-d array
+            array = np.asarray(array)
         out = cls.__new__(cls)
         out.data, out.grad, out._ctx, out._requires_grad = array, None, ctx, ctx is not None
         return out
@@ -107,6 +110,7 @@ class Tensor:
         r"""The same data with no history: the stop-gradient $\mathrm{SG}(\cdot)$.
 
         Nothing computed from the result sends a gradient back to ``self``.
+        Like PyTorch's, the result shares memory with ``self`` (no copy).
         """
         return Tensor(self.data)
 
@@ -333,8 +337,8 @@ def matmul(a, b) -> Tensor:
         b = a._lift(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands must have at least 1 dimension, got shapes {a.shape} and {b.shape}")
-    if a.ndim == 1:
-        return matmul(a.reshape(1, -1), b).reshape(*b.shape[:-2], b.shape[-1])
+    if a.ndim == 1:  # drop the promoted row axis again; vector @ vector is a scalar
+        return matmul(a.reshape(1, -1), b).reshape(b.shape[:-2] + b.shape[-1:] if b.ndim > 1 else ())
     if b.ndim == 1:
         return matmul(a, b.reshape(-1, 1)).reshape(a.shape[:-1])
     if a.shape[-1] != b.shape[-2]:

@@ -57,6 +57,8 @@ class Pow(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         p = ctx.exponent
+        if p == 0:  # x**0 is the constant 1; the formula would give 0 * inf = nan at x = 0
+            return get_array_module(grad).zeros_like(grad)
         return grad * (p * x ** (p - 1))
 
 

@@ -46,5 +46,5 @@ class Max(Function):
         x, y = ctx.saved_tensors
         y = _restore(y, x.shape, ctx.axis, ctx.keepdims)
         is_max = x == y
-        count = is_max.sum(axis=ctx.axis, keepdims=True)
+        count = is_max.sum(axis=ctx.axis, keepdims=True).astype(grad.dtype)
         return _restore(grad, x.shape, ctx.axis, ctx.keepdims) * is_max / count

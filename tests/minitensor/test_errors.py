@@ -197,8 +197,10 @@ def test_pow_with_a_tensor_exponent():
 
 
 def test_object_data_is_refused():
-    with pytest.raises(TypeError, match=r"tensor: cannot make a tensor from list"):
+    with pytest.raises(TypeError, match=r"tensor: cannot make a tensor of dtype object from list"):
         mt.tensor([object(), 1])
+    with pytest.raises(TypeError, match=r"tensor: cannot make a tensor of dtype <U1 from list"):
+        mt.tensor(["a"])
 
 
 # ------------------------------------------------------------ backward

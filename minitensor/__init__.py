@@ -36,4 +36,11 @@ from .tensor import (
     zeros_like,
 )
 
+__all__ = [
+    "functional", "nn", "optim", "testing", "Function", "is_grad_enabled", "no_grad",
+    "gpu_available", "load", "save", "Tensor", "arange", "concat", "exp", "float32", "float64",
+    "full", "full_like", "int64", "log", "matmul", "maximum", "ones", "ones_like", "rand", "randn",
+    "randn_like", "sigmoid", "split", "sqrt", "stack", "tanh", "tensor", "where", "zeros",
+    "zeros_like",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,28 @@
+"""The ``lesson`` fixture: the globals of lesson NN, run once per test module.
+
+A test module named ``test_lessonNN.py`` gets lesson ``lessons/NN_*.py``. In the
+student copy a lesson stops at its first unfinished exercise; the fixture turns
+that into one short failure naming the exercise instead of a traceback per test.
+"""
+import re
+import runpy
+
+import pytest
+
+from lessons import lesson_files
+
+
+def lesson_path(number: str):
+    matches = [p for p in lesson_files() if p.name.startswith(f"{number}_")]
+    assert len(matches) == 1, f"expected one lesson file numbered {number}, found {matches}"
+    return matches[0]
+
+
+@pytest.fixture(scope="module")
+def lesson(request):
+    number = re.search(r"test_lesson(\d\d)$", request.module.__name__).group(1)
+    path = lesson_path(number)
+    try:
+        return runpy.run_path(str(path), run_name=f"lesson{number}")
+    except NotImplementedError as exc:
+        pytest.fail(f"{path.name} stops at an unfinished exercise: {exc}", pytrace=False)

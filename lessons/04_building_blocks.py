@@ -98,13 +98,21 @@ def max_abs_diff(a, b):
 # A handy memory aid: each gradient has the shape of its variable, and there
 # is exactly one way to multiply $\bar y$ with the *other* factor to get that
 # shape. The bias was broadcast over the $N$ rows in the forward pass, so its
-# gradient sums over them; in `minitensor` that sum is not written in the layer
-# at all, it is the engine's one rule for undoing broadcasting (lesson 02).
-# With extra leading axes, $x$ of shape $(B, T, I)$, the same formulas hold with
-# the sums over $n$ running over all $B \cdot T$ rows.
+# gradient sums over them. With extra leading axes, $x$ of shape $(B, T, I)$,
+# the same formulas hold with the sums over $n$ running over all $B \cdot T$ rows.
+#
+# `mt.nn.Linear` could simply compute `x @ self.weight.T + self.bias`: the
+# matmul, transpose and add ops would derive all three gradients, the bias sum
+# coming from the engine's one rule for undoing broadcasting (lesson 02). It
+# calls `F.linear` instead, one op (`Affine`) whose backward is exactly the three
+# formulas above. The numbers are the same; the difference is memory layout:
+# through `weight.T` the matmul would compute the $I \times K$ product
+# $x^\top \bar y$ and hand the weight its transpose, a strided view, while
+# `Affine` computes $\bar y^\top x$ directly in the weight's own $K \times I$ layout (`benchmarks/overhead.py` measures the difference).
 
 # %%
 show(mt.nn.Linear)
+show(mt.ops.linalg.Affine)
 
 rng = np.random.default_rng(0)
 N, I, K = 5, 4, 3

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 from .backend import get_array_module
 
@@ -158,7 +159,8 @@ def backward(root, grad=None):
         grad = grad.astype(root.dtype, copy=True)
 
     grads = {id(root): grad}  # pending gradients of non-leaf tensors, freed once consumed
-    seen = {id(_owner(grad))}  # memory handed out during this pass (see _accumulate_leaf)
+    seen = _HandedOut()  # memory handed out during this pass (see _accumulate_leaf)
+    seen.add(grad)
     for tensor in reversed(_topological_order(root)):
         g = grads.pop(id(tensor), None)
         if g is None:
@@ -176,7 +178,9 @@ def backward(root, grad=None):
         # One array handed to two inputs (``return h, h``) must not be kept by a leaf
         # that later updates it in place while the other input still needs it.
         owners = [id(_owner(pg)) for pg in in_grads if pg is not None]
-        seen.update(o for o in owners if owners.count(o) > 1)
+        for pg in in_grads:
+            if pg is not None and owners.count(id(_owner(pg))) > 1:
+                seen.add(pg)
         for parent, pg in zip(ctx.parents, in_grads):
             if pg is None or not parent.requires_grad:
                 continue
@@ -187,11 +191,35 @@ def backward(root, grad=None):
             if parent._ctx is None:
                 _accumulate_leaf(parent, pg, seen)
             else:
-                seen.add(id(_owner(pg)))
+                # A pending gradient is held by this dict alone until its node pops it,
+                # so it needs no mark; the sum is never in place (pg may be shared).
                 key = id(parent)
-                # Never in place: pg may share memory with another tensor's gradient.
                 grads[key] = pg if key not in grads else grads[key] + pg
-                seen.add(id(_owner(grads[key])))  # the sum is fresh, but handed out when this node runs
+
+
+class _HandedOut:
+    """The memory owners of the gradients handed out in one backward pass.
+
+    Held through weak references: remembering an array must not keep it alive
+    (intermediate gradients are freed as soon as they are consumed), and a bare
+    ``id`` could be reused by a new array after the old one is freed.
+    """
+
+    def __init__(self):
+        self._refs = {}
+
+    def add(self, array):
+        owner = _owner(array)
+        try:
+            self._refs[id(owner)] = weakref.ref(owner)
+        except TypeError:  # an array type without weak references: remember the id only
+            self._refs[id(owner)] = None
+
+    def __contains__(self, owner):
+        if id(owner) not in self._refs:
+            return False
+        ref = self._refs[id(owner)]
+        return ref is None or ref() is owner
 
 
 def _accumulate_leaf(leaf, g, seen):
@@ -199,13 +227,16 @@ def _accumulate_leaf(leaf, g, seen):
 
     Ops may return their upstream gradient itself (``Add``) or a view of it
     (``Reshape``); keeping such an array as ``.grad`` and later updating it in
-    place would silently change another gradient. Fresh arrays are kept as-is.
+    place would silently change another gradient. Fresh arrays, and views of
+    fresh arrays (``MatMul``'s weight gradient seen through ``Transpose``), are
+    kept as they are: copying a transposed 1024x1024 gradient costs as much as
+    a small matmul. This relies on the contract of ``Function.backward``: it
+    returns new arrays or views of its incoming ``grad``, never saved inputs.
     """
     if leaf.grad is None:
-        owner = _owner(g)
-        if owner is not g or id(owner) in seen or not getattr(g.flags, "writeable", True):
+        if _owner(g) in seen or not getattr(g.flags, "writeable", True):
             g = g.copy()
-        seen.add(id(_owner(g)))
+        seen.add(g)
         leaf.grad = g
     else:
         leaf.grad += g

@@ -8,9 +8,22 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import get_array_module, to_device, uniform
+from .ops.linalg import Affine
 from .ops.nn import CrossEntropy, LayerNorm, LogSoftmax, Softmax
 from .ops.unary import GELUErf, GELUTanh, ReLU
 from .tensor import Tensor
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    r"""$y = x W^\top + b$ for ``x`` (..., in), ``weight`` (out, in), ``bias`` (out,) or None."""
+    if weight.ndim != 2 or x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {x.shape} does not fit a weight of shape {weight.shape} "
+                         "(expected x (..., in) and weight (out, in))")
+    if bias is None:
+        return Affine.apply(x, weight)
+    if bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
+    return Affine.apply(x, weight, bias)
 
 
 def relu(x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-r"""Matrix multiplication."""
+r"""Matrix multiplication, and the affine map of a linear layer."""
 from ..autograd import Function
 from ..backend import get_array_module
 
@@ -35,3 +35,36 @@ class MatMul(Function):
         ga = xp.matmul(grad, xp.swapaxes(b, -1, -2)) if need_a else None
         gb = xp.matmul(xp.swapaxes(a, -1, -2), grad) if need_b else None
         return ga, gb
+
+
+class Affine(Function):
+    r"""The linear layer $y = x W^\top + b$ in one op, ``weight`` (out, in) as PyTorch stores it.
+
+    From the matmul rule with $B = W^\top$: $\bar x = \bar y\, W$, $\bar W = \bar y^\top x$
+    (summed over every leading axis of $x$), $\bar b = \sum_{\text{rows}} \bar y$.
+
+    Composed as ``x @ weight.T + bias`` it gives the same numbers, but the weight's
+    gradient would come back as a transposed view and need a strided copy; here
+    $\bar y^\top x$ is computed directly in the weight's own layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.save_for_backward(x, weight)
+        x2 = x.reshape(-1, x.shape[-1])  # (rows, in)
+        y = get_array_module(x, weight).matmul(x2, weight.T)  # (rows, out)
+        if bias is not None:
+            y += bias
+        return y.reshape(*x.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[:2]
+        xp = get_array_module(grad)
+        g2 = grad.reshape(-1, grad.shape[-1])  # (rows, out)
+        gx = xp.matmul(g2, weight).reshape(x.shape) if need_x else None
+        gw = xp.matmul(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        if len(ctx.needs_input_grad) == 2:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if ctx.needs_input_grad[2] else None)

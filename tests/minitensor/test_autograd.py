@@ -258,6 +258,7 @@ GRAPH_OPS = (
     lambda x, y: -x,
     lambda x, y: x * 1.5,
     lambda x, y: x.reshape(2, 1).reshape(2),           # Reshape: views of the gradient
+    lambda x, y: (x.reshape(1, 2).T @ y.reshape(1, 2)).T.sum(axis=1),  # Transpose: a leaf may keep a view
     lambda x, y: x.expand(3, 2).sum(axis=0),           # Expand + Sum: the engine's unbroadcast
     lambda x, y: mt.concat([x, y])[1:3],               # Concat + GetItem: slices of the gradient
     lambda x, y: TwiceSum.apply(x, y),

@@ -1,6 +1,6 @@
 r"""The fused ops against their composed twins, and where fusing must win.
 
-Each fused op (softmax, log-softmax, cross-entropy, layer norm, tanh-GELU) has a
+Each fused op (linear, softmax, log-softmax, cross-entropy, layer norm, tanh-GELU) has a
 hand-derived backward. Its twin below is built only from primitive tensor ops
 (exp, log, sum, max, mean, tanh, pow, indexing...), so autograd derives the
 twin's backward independently. In float64 both must agree on the forward value
@@ -164,6 +164,33 @@ def test_gelu_tanh_matches_composed(data):
     # wider than the default bound: the tanh saturates on both sides
     x = draw_array(data, data.draw(shapes(), label="shape"), scale=3.0)
     same_forward_and_grads(F.gelu, gelu_tanh_composed, x)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@given(data=st.data())
+def test_linear_matches_composed(with_bias, data):
+    lead = data.draw(shapes(max_dims=3), label="leading dims")
+    n_in, n_out = data.draw(st.integers(1, 5), label="in"), data.draw(st.integers(1, 5), label="out")
+    x = draw_array(data, (*lead, n_in))
+    w = draw_array(data, (n_out, n_in), label="weight")
+    params = [w] + ([draw_array(data, (n_out,), label="bias")] if with_bias else [])
+    same_forward_and_grads(lambda *ts: F.linear(*ts),
+                           lambda x_, w_, *b_: x_ @ w_.T + b_[0] if b_ else x_ @ w_.T, x, *params)
+
+
+@given(data=st.data())
+def test_linear_gradcheck(data):
+    lead = data.draw(shapes(max_dims=2), label="leading dims")
+    x, w, b = (mt.Tensor(draw_array(data, s, label=n).astype(np.float64), requires_grad=True)
+               for n, s in (("x", (*lead, 3)), ("weight", (2, 3)), ("bias", (2,))))
+    assert mt.testing.gradcheck(F.linear, x, w, b)
+
+
+def test_linear_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 4\) does not fit a weight of shape \(3, 5\)"):
+        F.linear(mt.zeros(2, 4), mt.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"linear: bias has shape \(2,\), expected \(3,\)"):
+        F.linear(mt.zeros(2, 5), mt.zeros(3, 5), mt.zeros(2))
 
 
 def test_composed_twins_are_not_vacuous():

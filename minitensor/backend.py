@@ -116,8 +116,8 @@ def erf(x):
         return cupy_erf(x)
     fast = _scipy_erf()
     if fast is not None:
-        return fast(x).astype(x.dtype, copy=False)
-    return _math_erf(x).astype(x.dtype)
+        return np.asarray(fast(x), dtype=x.dtype)
+    return np.asarray(_math_erf(x), dtype=x.dtype)  # frompyfunc gives objects (a float for 0-d input)
 
 
 def uniform(rng: np.random.Generator, shape, like):

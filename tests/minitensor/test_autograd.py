@@ -27,6 +27,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from functions import Cube
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -463,20 +464,6 @@ def test_backward_of_a_one_element_non_scalar_needs_no_gradient():
 
 
 # =================================================================== user-defined Functions
-
-class Cube(mt.Function):
-    r"""$y = x^3$: $\bar x = 3 x^2 \bar y$."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x ** 3
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return 3 * x ** 2 * grad
-
 
 class ScaledSum(mt.Function):
     r"""$y = s\,(a + b)$ with a constant ``scale`` $s$: $\bar a = \bar b = s\,\bar y$."""

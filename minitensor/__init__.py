@@ -3,7 +3,7 @@
     import minitensor as mt
     import minitensor.functional as F
 """
-from . import functional, nn, optim, testing
+from . import attention, functional, nn, optim, testing
 from .autograd import Function, is_grad_enabled, no_grad
 from .backend import gpu_available
 from .io import load, save
@@ -37,7 +37,7 @@ from .tensor import (
 )
 
 __all__ = [
-    "functional", "nn", "optim", "testing", "Function", "is_grad_enabled", "no_grad",
+    "attention", "functional", "nn", "optim", "testing", "Function", "is_grad_enabled", "no_grad",
     "gpu_available", "load", "save", "Tensor", "arange", "concat", "exp", "float32", "float64",
     "full", "full_like", "int64", "log", "matmul", "maximum", "ones", "ones_like", "rand", "randn",
     "randn_like", "sigmoid", "split", "sqrt", "stack", "tanh", "tensor", "where", "zeros",

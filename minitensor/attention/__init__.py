@@ -2,6 +2,8 @@ r"""The hand-written attention primitives of the three models.
 
 - :mod:`.masked`: masked softmax (-inf masking), causal masks, scaled dot-product
   attention, head splitting, and the stop-gradient memory of Transformer-XL.
+- :mod:`.relative`: Transformer-XL's sinusoid table $R$, the rel-shift trick, and the
+  relative scores with the four terms (a)-(d).
 """
 from .masked import (
     MaskedSoftmax,
@@ -12,6 +14,8 @@ from .masked import (
     scaled_dot_product_attention,
     split_heads,
 )
+from .relative import rel_shift, relative_scores, sinusoid_positions
 
 __all__ = ["MaskedSoftmax", "causal_mask", "concat_memory", "masked_softmax", "merge_heads",
            "scaled_dot_product_attention", "split_heads"]
+__all__ += ["rel_shift", "relative_scores", "sinusoid_positions"]

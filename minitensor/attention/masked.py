@@ -20,9 +20,10 @@ class MaskedSoftmax(Function):
     Forward: $s_j \leftarrow -\infty$ where masked, then the stable softmax
     $p_j = e^{s_j - m} / \sum_k e^{s_k - m}$ with $m = \max_k s_k$. Because
     $e^{-\infty} = 0$ exactly, masked keys get exactly 0 and the others renormalise
-    among themselves — a large negative number (say $-10^9$) would instead leave
-    a tiny but nonzero weight, and in a row where EVERY entry is masked it would
-    produce a uniform distribution over forbidden keys.
+    among themselves, in any dtype. A finite "large negative" fill is only as good
+    as its size relative to the scores (-50 still leaks $\sim 10^{-22}$), and in a row
+    where EVERY entry is masked any finite fill gives a uniform distribution over
+    forbidden keys.
 
     A fully-masked row has $m = -\infty$ and $e^{s - m} = e^{\text{nan}}$; we define its
     output as all zeros (it attends to nothing) and its gradient as zero.
@@ -47,8 +48,10 @@ class MaskedSoftmax(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        # BEGIN SOLUTION
         (p,) = ctx.saved_tensors
         return p * (grad - (grad * p).sum(axis=ctx.axis, keepdims=True))
+        # END SOLUTION
 
 
 def masked_softmax(scores: Tensor, mask=None, axis: int = -1) -> Tensor:

@@ -12,7 +12,7 @@ LESSONS = lesson_files()
 
 def test_lessons_exist():
     numbers = [f.name[:2] for f in LESSONS]
-    assert numbers[:5] == ["01", "02", "03", "04", "05"], numbers
+    assert numbers[:6] == ["01", "02", "03", "04", "05", "06"], numbers
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])

@@ -227,3 +227,11 @@ def test_concat_memory_none_and_errors():
         concat_memory(np.ones((2, 3, 5)), h)
     with pytest.raises(TypeError, match="memory dtype float32 differs"):
         concat_memory(np.ones((2, 1, 4), np.float32), h)
+
+
+@given(st.integers(1, 2), st.integers(0, 3), st.integers(1, 3), st.integers(1, 3))
+def test_concat_memory_gradcheck(b, m, t, d):
+    rng = np.random.default_rng(b * 100 + m * 10 + t)
+    mem = rng.standard_normal((b, m, d))
+    h = leaf(rng.standard_normal((b, t, d)))
+    assert mt.testing.gradcheck(lambda x: concat_memory(mem, x) * 2.0, h)

@@ -1,0 +1,364 @@
+r"""One training loop for every model, readable top to bottom.
+
+:func:`train` is a plain ``for`` loop over optimisation steps::
+
+    lr_t = warmup_cosine(t)                      # linear warmup, then cosine annealing
+    x, y = random_batches(train_ids, B, T, rng)  # (B, T) each, y = x shifted by one
+    loss = model.lm_loss(x, y)                   # mean cross-entropy in nats, L_1 of GPT-1
+    loss.backward(); clip_grad_norm(params, c); opt.step()
+
+and around it four small helpers that run every so often: validation bits per
+character (:func:`evaluate_bpc`), a JSONL metrics line, a loss-curve PNG and an atomic
+checkpoint. There are no callback objects or trainer classes to learn: to change
+what happens in a step, edit the loop.
+
+Checkpoints and exact resume
+----------------------------
+Everything that decides the next step is saved in ONE file, ``out_dir/checkpoint.npz``,
+written with :func:`minitensor.save` (atomic: a crash mid-save leaves the previous
+checkpoint intact; no pickle: loading it runs no code):
+
+* arrays ``model.<name>``  — every parameter;
+* arrays ``optim.<name>``  — AdamW's moment buffers and per-parameter step counts;
+* metadata (JSON): ``model`` ("gpt"), ``step``, ``model_config``, ``tokenizer``,
+  ``train_config``, the optimizer's scalar fields, the batch sampler's RNG state and
+  the state of EVERY ``np.random.Generator`` the model holds.
+
+The last item matters for bit-exact resume: dropout draws its masks from generators
+stored on the modules (``Dropout.rng``). We find them by walking ``model.modules()``
+and looking at each module's attributes for ``np.random.Generator`` instances,
+and save ``bit_generator.state`` (a JSON-able dict) under the attribute's dotted
+path, e.g. ``"blocks.0.attn.attn_drop.rng"``. A generator shared by several modules
+is simply saved under each path with the same state. With all of this restored,
+"train 2N steps" and "train N steps, save, reload into fresh objects, train N more"
+give the same parameters bit for bit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+import minitensor as mt
+from minitensor.backend import to_device, to_numpy
+
+from . import data
+
+CHECKPOINT_NAME = "checkpoint.npz"
+METRICS_NAME = "metrics.jsonl"
+PLOT_NAME = "loss.png"
+MODEL_TYPE = "gpt"
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run. ``steps`` is also the length of the LR schedule."""
+
+    steps: int = 2000
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 3e-3
+    warmup: int = 100
+    min_lr: float = 0.0
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_batches: int | None = 40  # None: the whole validation text
+    ckpt_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "seq_len", "eval_every", "ckpt_every"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"TrainConfig: {name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup <= self.steps:
+            raise ValueError(f"TrainConfig: need 0 <= warmup <= steps, got warmup={self.warmup}, steps={self.steps}")
+        if self.lr <= 0 or self.min_lr < 0:
+            raise ValueError(f"TrainConfig: need lr > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.eval_batches is not None and self.eval_batches <= 0:
+            raise ValueError(f"TrainConfig: eval_batches must be > 0 or None, got {self.eval_batches}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        return cls(**d)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _model_device(model) -> str:
+    params = model.parameters()
+    return params[0].device if params else "cpu"
+
+
+def model_generators(model) -> dict:
+    """``{"dotted.path.attr": np.random.Generator}`` for every generator the model's modules hold
+    (dropout masks are drawn from these, so exact resume must save and restore them)."""
+    found = {}
+    for prefix, module in _named_modules(model):
+        for attr, value in vars(module).items():
+            if isinstance(value, np.random.Generator):
+                found[f"{prefix}{attr}"] = value
+    return found
+
+
+def _named_modules(model, prefix=""):
+    # Module.modules() gives no names; we need stable names to match the generators up on reload.
+    yield prefix, model
+    for name, child in model.named_children():
+        yield from _named_modules(child, f"{prefix}{name}.")
+
+
+def _set_generator_states(model, states: dict) -> None:
+    gens = model_generators(model)
+    if set(gens) != set(states):
+        raise ValueError(f"checkpoint RNG states do not match the model: checkpoint has {sorted(states)}, "
+                         f"model has {sorted(gens)}")
+    for name, state in states.items():
+        gens[name].bit_generator.state = state
+
+
+@mt.no_grad()
+def evaluate_bpc(model, ids: np.ndarray, batch_size: int, seq_len: int, max_batches: int | None = None) -> float:
+    r"""Bits per character on ``ids``: the mean next-character cross-entropy in nats over
+    every predicted position, divided by $\ln 2$. Dropout is off (``model.eval()``) and no
+    graph is recorded; the model's previous train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    device = _model_device(model)
+    total_nats, count = 0.0, 0
+    try:
+        for i, (x, y) in enumerate(data.iterate_eval_batches(ids, batch_size, seq_len)):
+            if max_batches is not None and i >= max_batches:
+                break
+            loss = model.lm_loss(to_device(x, device), to_device(y, device))
+            total_nats += float(to_numpy(loss.data)) * y.size  # lm_loss is a mean: weight by its positions
+            count += y.size
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError(f"evaluate_bpc: the text ({len(ids)} tokens) is too short for one batch of seq_len {seq_len}")
+    return total_nats / count / LN2
+
+
+def save_checkpoint(path, model, opt, *, step, batch_rng, tokenizer_dict, model_config_dict, train_config) -> None:
+    """Model, optimizer and every RNG in one file, written atomically by ``mt.save``."""
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    opt_scalars = {}
+    for k, v in opt_state.items():
+        if isinstance(v, np.ndarray):
+            state[f"optim.{k}"] = v
+        else:
+            opt_scalars[k] = v
+    metadata = {
+        "model": MODEL_TYPE,
+        "dtype": str(model.parameters()[0].dtype),
+        "step": int(step),
+        "model_config": model_config_dict,
+        "tokenizer": tokenizer_dict,
+        "train_config": train_config.to_dict(),
+        "optim": opt_scalars,
+        "batch_rng_state": batch_rng.bit_generator.state,
+        "model_rng_states": {k: g.bit_generator.state for k, g in model_generators(model).items()},
+    }
+    mt.save(state, path, metadata=metadata)
+
+
+def read_checkpoint(path):
+    """``(state, metadata)`` of a training checkpoint; ``path`` is the file or its directory."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no checkpoint at {path!r} (train first: python -m models train gpt --out DIR)")
+    state, metadata = mt.load(path, return_metadata=True)
+    if not isinstance(metadata, dict) or "model" not in metadata:
+        raise ValueError(f"{path!r} is not a training checkpoint of this project (no 'model' in its metadata)")
+    if metadata["model"] != MODEL_TYPE:
+        raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not {MODEL_TYPE!r}")
+    return state, metadata
+
+
+def _split_state(state):
+    model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    optim_state = {k[len("optim."):]: v for k, v in state.items() if k.startswith("optim.")}
+    return model_state, optim_state
+
+
+def load_checkpoint(path):
+    """Rebuild the model saved at ``path`` (a checkpoint file or its directory).
+
+    Returns ``(model, tokenizer_dict, metadata)``; the model is in eval mode, on the CPU,
+    with its dropout generators restored to their saved states.
+    """
+    from .gpt import GPT, GPTConfig  # train.py is model-agnostic until here
+
+    state, metadata = read_checkpoint(path)
+    model = GPT(GPTConfig.from_dict(metadata["model_config"]), dtype=np.dtype(metadata.get("dtype", "float32")))
+    model_state, _ = _split_state(state)
+    model.load_state_dict(model_state)
+    _set_generator_states(model, metadata["model_rng_states"])
+    model.eval()
+    return model, metadata["tokenizer"], metadata
+
+
+def _append_jsonl(path, record) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _read_metrics(path, up_to_step=None) -> list:
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if up_to_step is None or r["step"] <= up_to_step]
+
+
+def plot_losses(metrics_path, png_path, log=print) -> bool:
+    """Training loss and validation bpc against the step, as a PNG. Returns False (with a note)
+    when matplotlib is not installed: plots are a convenience, never a reason to fail a run."""
+    try:
+        import matplotlib  # optional: extra "train"
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log(f"note: matplotlib is not installed, skipping {png_path} (pip install -e '.[train]')")
+        return False
+    records = _read_metrics(metrics_path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    # Both curves in bits per character, so they share an axis: train loss (nats) / ln 2.
+    ax.plot([r["step"] for r in records], [r["loss"] / LN2 for r in records], lw=0.8, label="train (bits/char)")
+    evals = [r for r in records if "val_bpc" in r]
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["val_bpc"] for r in evals], "o-", label="validation bpc")
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = png_path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)  # never leave half a PNG behind
+    return True
+
+
+def _progress(total, initial):
+    try:
+        from tqdm.auto import tqdm  # optional: extras "train"/"test"
+    except ImportError:
+        return None
+    # Quiet when stderr is not a terminal (CI logs, tests, redirected output).
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty())
+
+
+# ------------------------------------------------------------------ the loop
+
+def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dict, model_config_dict,
+          resume=False, stop_at=None, log=print) -> dict:
+    """Train ``model`` on ``train_ids`` for ``cfg.steps`` steps, writing to ``out_dir``.
+
+    ``resume=True`` continues from ``out_dir/checkpoint.npz`` exactly where it stopped.
+    ``stop_at`` (optional) ends the run after that step, checkpointing first, as if the run
+    had been interrupted there: the LR schedule still spans ``cfg.steps``.
+    Returns ``{"step", "loss", "val_bpc"}`` of the last step (val_bpc of the final evaluation).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
+    metrics_path = os.path.join(out_dir, METRICS_NAME)
+    png_path = os.path.join(out_dir, PLOT_NAME)
+    last_step = cfg.steps if stop_at is None else min(int(stop_at), cfg.steps)
+    device = _model_device(model)
+    train_ids = np.asarray(train_ids)
+    val_ids = np.asarray(val_ids)
+
+    params = model.parameters()
+    opt = mt.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, skip_1d_decay=True)
+    batch_rng = np.random.default_rng(cfg.seed)
+    step = 0
+
+    if resume:
+        state, meta = read_checkpoint(ckpt_path)
+        if meta["model_config"] != model_config_dict:
+            raise ValueError(f"--resume: the checkpoint in {out_dir!r} is for model config {meta['model_config']}, "
+                             f"not {model_config_dict}")
+        if meta["tokenizer"] != tokenizer_dict:
+            raise ValueError(f"--resume: the checkpoint in {out_dir!r} was trained with another vocabulary")
+        if meta["train_config"] != cfg.to_dict():
+            log(f"note: resuming with a different training config than the checkpoint's "
+                f"({meta['train_config']}); the run will not match an uninterrupted one")
+        model_state, optim_state = _split_state(state)
+        model.load_state_dict(model_state)
+        opt.load_state_dict({**optim_state, **meta["optim"]})
+        batch_rng.bit_generator.state = meta["batch_rng_state"]
+        _set_generator_states(model, meta["model_rng_states"])
+        step = int(meta["step"])
+        # Metrics logged after the checkpoint belong to the lost part of the run: drop them.
+        kept = _read_metrics(metrics_path, up_to_step=step)
+        with open(metrics_path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        log(f"resumed from {ckpt_path} at step {step}")
+    else:
+        if os.path.exists(ckpt_path):
+            log(f"note: starting afresh: {ckpt_path} will be overwritten (resume=True / --resume continues it)")
+        if os.path.exists(metrics_path):
+            os.remove(metrics_path)  # a fresh run starts a fresh log
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, model, opt, step=step, batch_rng=batch_rng, tokenizer_dict=tokenizer_dict,
+                        model_config_dict=model_config_dict, train_config=cfg)
+
+    bar = _progress(cfg.steps, step)
+    loss_value, val_bpc = float("nan"), None
+    model.train()
+    while step < last_step:
+        t0 = time.perf_counter()
+        # GPT-1's schedule: linear warmup, then cosine annealing to min_lr over cfg.steps.
+        opt.lr = mt.optim.warmup_cosine(step, warmup=cfg.warmup, total=cfg.steps, peak_lr=cfg.lr, min_lr=cfg.min_lr)
+        x, y = data.random_batches(train_ids, cfg.batch_size, cfg.seq_len, batch_rng)  # (B, T) each
+        opt.zero_grad()
+        loss = model.lm_loss(to_device(x, device), to_device(y, device))  # L_1 = -mean log P(u_i | u_<i)
+        loss.backward()
+        grad_norm = mt.optim.clip_grad_norm(params, cfg.grad_clip)
+        opt.step()
+        step += 1
+
+        loss_value = float(to_numpy(loss.data))
+        if not math.isfinite(loss_value):
+            raise RuntimeError(f"training diverged at step {step}: loss is {loss_value} (try a lower --lr)")
+        tokens_per_s = y.size / max(time.perf_counter() - t0, 1e-9)
+        record = {"step": step, "loss": loss_value, "lr": opt.lr, "grad_norm": grad_norm,
+                  "tokens_per_s": tokens_per_s}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            val_bpc = evaluate_bpc(model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
+            record["val_bpc"] = val_bpc
+            if bar is not None and not bar.disable:
+                bar.write(f"step {step}: val bpc {val_bpc:.4f}")
+            else:
+                log(f"step {step}/{cfg.steps}: loss {loss_value:.4f}  val bpc {val_bpc:.4f}")
+        _append_jsonl(metrics_path, record)
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+            bar.update(1)  # redraws with the postfix above
+
+        if step % cfg.ckpt_every == 0 or step == last_step:
+            checkpoint()
+            plot_losses(metrics_path, png_path, log=lambda *a: None)  # the note is printed once, at the end
+    if bar is not None:
+        bar.close()
+    if step == last_step and not os.path.exists(ckpt_path):
+        checkpoint()  # e.g. resuming a run that had already finished
+    plot_losses(metrics_path, png_path, log=log)
+    return {"step": step, "loss": loss_value, "val_bpc": val_bpc}

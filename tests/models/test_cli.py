@@ -71,7 +71,7 @@ def test_resume_from_the_command_line_is_bit_exact(tmp_path):
     # Only --resume and --out: every other setting comes from the checkpoint.
     second = cli("train", "gpt", "--resume", "--final-eval-batches", "2", "--out", str(resumed))
     assert second.returncode == 0, second.stderr
-    assert "resumed from" in second.stdout and "note:" not in second.stdout
+    assert "resumed from" in second.stdout and "starting afresh" not in second.stdout
     a, meta_a = mt.load(straight / "checkpoint.npz", return_metadata=True)
     b, meta_b = mt.load(resumed / "checkpoint.npz", return_metadata=True)
     assert meta_a["step"] == meta_b["step"] == 4

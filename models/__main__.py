@@ -210,9 +210,7 @@ def cmd_finetune(args) -> int:
 
     import minitensor as mt
 
-    from . import data, finetune, tasks
-    from .gpt import GPT, GPTConfig
-    from .train import load_checkpoint
+    from . import finetune, tasks
 
     if args.model != "gpt":
         raise ValueError(f"unknown model {args.model!r}: only 'gpt' can be fine-tuned")
@@ -220,34 +218,15 @@ def cmd_finetune(args) -> int:
     cfg = finetune.FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   lm_coef=args.lm_coef, seed=args.seed)
     task = tasks.load_task(args.task_file) if args.task_file else _build_task(args.task, args.per_play)
-    rng = np.random.default_rng(args.seed)
-    if args.init == "none":
-        tokenizer = data.CharTokenizer.from_text(data.load_shakespeare().train, unknown="replace")
-        transformer = GPT(GPTConfig.preset(args.preset, tokenizer.vocab_size), rng=rng)
-    else:
-        transformer, tokenizer_dict, meta = load_checkpoint(args.init)
-        tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
-        transformer.set_rng_state(np.random.default_rng(args.seed).bit_generator.state)  # fresh dropout stream
-    encoder = finetune.TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)
-    splits = {name: encoder.encode(examples, task.labels, f"task {task.name!r}, split {name!r}")
-              for name, examples in task.splits.items() if examples}
-    held_out = [s for s in ("validation", "test") if s in splits]
-    if held_out:
-        splits["held-out"] = finetune.EncodedSplit([q for s in held_out for q in splits[s].seqs],
-                                                   np.concatenate([splits[s].labels for s in held_out]),
-                                                   splits["train"].n_text)
-    finetune.GPTForTasks.add_special_tokens(transformer, rng=rng)
-    model = finetune.GPTForTasks(transformer, task.format, max(len(task.labels), 1), clf_pdrop=cfg.clf_pdrop,
-                                 rng=rng).to(device)
-    model.train()
-
+    model, splits, tokenizer = finetune.prepare(task, args.init, cfg, preset=args.preset)
+    model.to(device)
     out = args.out or os.path.join("runs", f"finetune-{task.name}")
     os.makedirs(out, exist_ok=True)
     metrics = os.path.join(out, "metrics.jsonl")
     print(f"task {task.name!r} ({task.format}): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
           + f" examples; init {args.init}; lambda {cfg.lm_coef}; {cfg.epochs} epochs; output {out}")
+    evals = {k: v for k, v in splits.items() if k != "train"}
     with open(metrics, "w", encoding="utf-8") as log:
-        evals = {k: v for k, v in splits.items() if k != "train"}
         accuracy = finetune.finetune(model, splits["train"], evals, cfg, device=device,
                                      on_step=lambda r: log.write(json.dumps(r) + "\n"))
     majority = {k: finetune.majority_accuracy(splits["train"], v) for k, v in evals.items()}

@@ -46,8 +46,8 @@ from minitensor.backend import to_device, to_numpy
 from . import data, tasks
 from .gpt import GPT, GPTConfig
 
-__all__ = ["SPECIAL_TOKENS", "FinetuneConfig", "GPTForTasks", "TaskEncoder", "evaluate", "finetune",
-           "load_finetuned", "majority_accuracy"]
+__all__ = ["SPECIAL_TOKENS", "EncodedSplit", "FinetuneConfig", "GPTForTasks", "TaskEncoder", "evaluate",
+           "finetune", "load_finetuned", "majority_accuracy", "prepare", "save_finetuned"]
 
 SPECIAL_TOKENS = ("<s>", "$", "<e>")  # start, delimiter, extract: names for printing only
 IGNORE = -1  # target id of positions L_1 does not score (padding, special tokens)
@@ -311,6 +311,36 @@ def finetune(model: GPTForTasks, train: EncodedSplit, evals: dict, cfg: Finetune
     if bar is not None:
         bar.close()
     return result
+
+
+def prepare(task: tasks.Task, init: str, cfg: FinetuneConfig, preset: str = "tiny") -> tuple:
+    """Everything a fine-tuning run needs: ``(model, splits, tokenizer)``.
+
+    ``init`` is a pretraining checkpoint (a ``train --out`` directory or its file) or ``"none"``
+    for random weights of ``preset`` with the corpus' vocabulary (the "no pretraining" row of
+    the ablation). ``splits`` holds the task's encoded splits plus ``"held-out"``, validation
+    and test together (the six plays the language model never saw).
+    """
+    from .train import load_checkpoint
+
+    rng = np.random.default_rng(cfg.seed)
+    if init == "none":
+        tokenizer = data.CharTokenizer.from_text(data.load_shakespeare().train, unknown="replace")
+        transformer = GPT(GPTConfig.preset(preset, tokenizer.vocab_size), rng=rng)
+    else:
+        transformer, tokenizer_dict, _ = load_checkpoint(init)
+        tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
+        transformer.set_rng_state(np.random.default_rng(cfg.seed).bit_generator.state)  # a fresh dropout stream
+    encoder = TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)
+    splits = {name: encoder.encode(examples, task.labels, f"task {task.name!r}, split {name!r}")
+              for name, examples in task.splits.items() if examples}
+    held_out = [s for s in ("validation", "test") if s in splits]
+    if held_out:
+        splits["held-out"] = EncodedSplit([q for s in held_out for q in splits[s].seqs],
+                                          np.concatenate([splits[s].labels for s in held_out]), encoder.vocab_size - 3)
+    GPTForTasks.add_special_tokens(transformer, rng=rng)
+    model = GPTForTasks(transformer, task.format, max(len(task.labels), 1), clf_pdrop=cfg.clf_pdrop, rng=rng)
+    return model.train(), splits, tokenizer
 
 
 # ----------------------------------------------------------------- checkpoints

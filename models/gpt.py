@@ -232,7 +232,9 @@ class GPT(nn.Module):
         ids = self._check_ids(ids)
         t = ids.shape[1]
         # h_0 = U W_e + W_p: the lookup is the product with one-hot U; W_p broadcasts over the batch.
+        # BEGIN SOLUTION
         h = self.tokens_embed(ids) + self.positions_embed(np.arange(t))  # (B, T, d) + (T, d)
+        # END SOLUTION
         h = self.drop(h)
         for block in self.h:
             h = block(h)  # h_l = block(h_{l-1})
@@ -240,7 +242,9 @@ class GPT(nn.Module):
 
     def forward(self, ids) -> mt.Tensor:
         r"""Logits (B, T, V) of $P(u) = \mathrm{softmax}(h_n W_e^\top)$ for ids (B, T), T <= n_ctx."""
+        # BEGIN SOLUTION
         return F.linear(self.hidden_states(ids), self.tokens_embed.weight)  # h_n W_e^T, tied
+        # END SOLUTION
 
     def lm_loss(self, ids, targets, ignore_index: int | None = None) -> mt.Tensor:
         r"""$L_1$ per token: the mean cross-entropy (nats) of ``targets`` (B, T) under ``forward(ids)``."""

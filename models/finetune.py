@@ -83,6 +83,7 @@ class TaskEncoder:
     def sequences(self, example: dict, where: str = "example") -> list:
         """The token sequences of one example (lists of ids), per the format's transform."""
         s, d, e = self.start, self.delim, self.extract
+        # BEGIN SOLUTION
         if self.format == "classification":
             seqs = [[s, *self._text(example["text"], where), e]]
         elif self.format == "entailment":
@@ -93,6 +94,7 @@ class TaskEncoder:
         else:  # multiple choice: the context with each answer in turn
             ctx = self._text(example["context"], where)
             seqs = [[s, *ctx, d, *self._text(c, where), e] for c in example["choices"]]
+        # END SOLUTION
         longest = max(len(q) for q in seqs)
         if longest > self.n_ctx:
             raise ValueError(f"{where} needs {longest} tokens with its special tokens, more than the model's "
@@ -131,9 +133,11 @@ class EncodedSplit:
             ids[r, :len(q)] = q
         lengths = np.array([len(q) for q in flat])
         targets = np.full_like(ids, IGNORE)
+        # BEGIN SOLUTION
         targets[:, :-1] = ids[:, 1:]
         inside = np.arange(t)[None, :] < (lengths - 1)[:, None]  # a next token exists in the sequence
         targets[~inside | (targets >= self.n_text)] = IGNORE  # L_1 scores characters only
+        # END SOLUTION
         return ids, lengths - 1, targets, self.labels[np.asarray(index)]
 
 
@@ -176,12 +180,14 @@ class GPTForTasks(nn.Module):
     def forward(self, ids, last, n_examples: int, with_lm: bool = False):
         """Task logits (and the LM logits (n·S, T, V+3) when ``with_lm``) for a padded batch."""
         h = self.transformer.hidden_states(ids)  # (n·S, T, d)
+        # BEGIN SOLUTION
         h_last = h[np.arange(h.shape[0]), last]  # (n·S, d): h_l^m of each <e>
         h_last = self.clf_dropout(h_last).reshape(n_examples, -1, h.shape[-1])  # (n, S, d)
         if self.format == "multiple_choice":
             logits = self.head(h_last).reshape(n_examples, -1)  # (n, S): one score per choice
         else:
             logits = self.head(h_last.sum(axis=1))  # (n, labels); S = 2 adds both orders (similarity)
+        # END SOLUTION
         if not with_lm:
             return logits
         return logits, F.linear(h, self.transformer.tokens_embed.weight)  # tied output, as in pretraining

@@ -9,8 +9,8 @@ Settings (each a run of ``python -m models finetune gpt`` with the same epochs, 
 
 Accuracy is measured on the held-out plays (validation + test: six plays, one per genre, that the
 language model never saw). Runs go to ``--out`` (one directory per run, each with its
-``results.json``); ``--jobs`` runs that many at once, each given ``2 / jobs`` BLAS threads... of the
-``--threads`` total. Prints a Markdown table.
+``results.json``); ``--jobs`` runs that many at once, sharing ``--threads`` BLAS threads (default: the
+core count). Prints a Markdown table and writes ``ablation.json`` beside the runs.
 
 Run: ``python benchmarks/gpt_finetune_ablation.py --init runs/gpt-tiny [--jobs 2] [--epochs 3]``.
 """
@@ -36,7 +36,7 @@ def run_one(args, label, init, lm_coef, task, threads):
     out = os.path.join(args.out, f"{task}-{'none' if init == 'none' else 'pre'}-lm{lm_coef}")
     cmd = [sys.executable, "-m", "models", "finetune", "gpt", "--task", task, "--init", init, "--lm-coef",
            str(lm_coef), "--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
-           "--seed", str(args.seed), "--out", out]
+           "--seed", str(args.seed), "--per-play", str(args.per_play), "--out", out]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.perf_counter()
@@ -58,6 +58,7 @@ def main():
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-play", type=int, default=64, help="examples per play and task")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="BLAS threads in all")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
@@ -67,7 +68,7 @@ def main():
     threads = max(1, args.threads // args.jobs)
     jobs = [(label, init, lm, task) for task in tasks for label, init, lm in settings(args.init)]
     print(f"{len(jobs)} fine-tuning runs, {args.jobs} at a time, {threads} BLAS thread(s) each; "
-          f"{args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, seed {args.seed}")
+          f"{args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, seed {args.seed}, {args.per_play} examples per play")
     t0 = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda j: run_one(args, *j, threads), jobs))

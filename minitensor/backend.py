@@ -7,7 +7,11 @@ optional extra; on a machine without it nothing here imports it.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import math
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -90,6 +94,57 @@ def scatter_add(target, index, values) -> None:
         cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
+
+
+@lru_cache(maxsize=None)
+def _openblas_threads():
+    """(get, set) of the thread count of the OpenBLAS bundled with NumPy, or None.
+
+    NumPy's wheels ship OpenBLAS under a prefixed name (``scipy_openblas_*64_``);
+    a NumPy built on MKL, Accelerate or a system BLAS gives None, and the
+    callers then leave the threading alone.
+    """
+    root = os.path.dirname(np.__file__)
+    for lib in glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*")) + \
+            glob.glob(os.path.join(root, ".dylibs", "*openblas*")):
+        try:
+            dll = ctypes.CDLL(lib)  # already loaded by NumPy: this only looks it up
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"), ("openblas", "")):
+            get = getattr(dll, f"{prefix}_get_num_threads{suffix}", None)
+            set_ = getattr(dll, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                set_.argtypes, set_.restype = [ctypes.c_int], None
+                get.restype = ctypes.c_int
+                return get, set_
+    return None
+
+
+@contextlib.contextmanager
+def single_threaded_blas(xp):
+    """Run NumPy's BLAS on one thread inside the block (a no-op for CuPy or a BLAS we cannot steer).
+
+    For a STACK of small products (attention's (T, Dh) @ (Dh, T) per batch and
+    head) NumPy calls BLAS once per matrix, and OpenBLAS splits each small call
+    over its threads: the wake-up and join of every call then costs more than
+    the product itself, and on a machine whose cores are busy with other work a
+    thread may wait a whole scheduler slice to run (seconds per step, measured).
+    """
+    threads = _openblas_threads() if xp is np else None
+    if threads is None:
+        yield
+        return
+    get, set_ = threads
+    before = get()
+    if before == 1:
+        yield
+        return
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 @lru_cache(maxsize=None)

@@ -1,6 +1,20 @@
 r"""Matrix multiplication, and the affine map of a linear layer."""
+import math
+
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import get_array_module, single_threaded_blas
+
+
+def _matmul(xp, a, b):
+    """``xp.matmul``; a stack of products (attention's per-head ones) runs on one BLAS thread.
+
+    NumPy loops over the stack calling BLAS once per matrix; threading each of
+    those small calls costs more than it gains (see :func:`single_threaded_blas`).
+    """
+    if max(math.prod(a.shape[:-2]), math.prod(b.shape[:-2])) > 1:
+        with single_threaded_blas(xp):
+            return xp.matmul(a, b)
+    return xp.matmul(a, b)
 
 
 class MatMul(Function):
@@ -20,7 +34,7 @@ class MatMul(Function):
         xp = get_array_module(a, b)
         if a.ndim > 2 and b.ndim == 2:
             return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
-        return xp.matmul(a, b)
+        return _matmul(xp, a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -32,8 +46,8 @@ class MatMul(Function):
             ga = xp.matmul(g2, b.T).reshape(a.shape) if need_a else None
             gb = xp.matmul(a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
             return ga, gb
-        ga = xp.matmul(grad, xp.swapaxes(b, -1, -2)) if need_a else None
-        gb = xp.matmul(xp.swapaxes(a, -1, -2), grad) if need_b else None
+        ga = _matmul(xp, grad, xp.swapaxes(b, -1, -2)) if need_a else None
+        gb = _matmul(xp, xp.swapaxes(a, -1, -2), grad) if need_b else None
         return ga, gb
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .backend import get_array_module, to_device, uniform
 from .ops.linalg import Affine
-from .ops.nn import CrossEntropy, LayerNorm, LogSoftmax, Softmax
+from .ops.nn import CrossEntropy, Dropout, LayerNorm, LogSoftmax, Softmax
 from .ops.unary import GELUErf, GELUTanh, ReLU
 from .tensor import Tensor
 
@@ -112,7 +112,7 @@ def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator
         return x
     rng = np.random.default_rng() if rng is None else rng
     keep = uniform(rng, x.shape, x.data) >= p
-    return x * Tensor(keep * x.dtype.type(1.0 / (1.0 - p)))
+    return Dropout.apply(x, keep=keep, scale=1.0 / (1.0 - p))
 
 
 def embedding(ids, weight: Tensor) -> Tensor:

@@ -143,7 +143,8 @@ class CausalSelfAttention(nn.Module):
         _b, t, d = x.shape
         q, k, v = mt.split(self.c_attn(x), 3, axis=-1)  # 3 x (B, T, d)
         q, k, v = (split_heads(z, self.n_head) for z in (q, k, v))  # (B, H, T, Dh)
-        scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(d // self.n_head))  # (B, H, T, T)
+        # The 1/sqrt(Dh) is applied to q (B, H, T, Dh), not to the T/Dh times larger scores.
+        scores = (q * (1.0 / math.sqrt(d // self.n_head))) @ k.swapaxes(-1, -2)  # (B, H, T, T)
         p = masked_softmax(scores, causal_mask(t, t))  # row i attends to j <= i only
         p = self.attn_dropout(p)  # GPT-1 drops attention probabilities too
         a = merge_heads(p @ v)  # (B, H, T, Dh) -> (B, T, d)

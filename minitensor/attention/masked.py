@@ -36,12 +36,13 @@ class MaskedSoftmax(Function):
     def forward(ctx, scores, *, mask, axis):
         xp = get_array_module(scores)
         neg_inf = xp.asarray(-np.inf, dtype=scores.dtype)
-        s = xp.where(mask, scores, neg_inf)
+        s = xp.where(mask, scores, neg_inf)  # the one full-size buffer; the steps below work in place
         m = s.max(axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, xp.zeros((), dtype=scores.dtype))  # fully-masked rows: any finite shift
-        e = xp.exp(s - m)  # exp(-inf) = 0 at masked entries
+        s -= m
+        e = xp.exp(s, out=s)  # exp(-inf) = 0 at masked entries
         total = e.sum(axis=axis, keepdims=True)
-        p = e / xp.where(total > 0, total, xp.ones((), dtype=scores.dtype))  # 0 / 1 = 0 in masked rows
+        p = xp.divide(e, xp.where(total > 0, total, xp.ones((), dtype=scores.dtype)), out=e)  # 0 / 1 = 0 in masked rows
         ctx.save_for_backward(p)
         ctx.axis = axis
         return p
@@ -50,7 +51,11 @@ class MaskedSoftmax(Function):
     def backward(ctx, grad):
         # BEGIN SOLUTION
         (p,) = ctx.saved_tensors
-        return p * (grad - (grad * p).sum(axis=ctx.axis, keepdims=True))
+        gp = grad * p
+        row = gp.sum(axis=ctx.axis, keepdims=True)  # sum_k pbar_k p_k
+        out = get_array_module(p).subtract(grad, row, out=gp)  # reuse gp's memory: no second full-size buffer
+        out *= p
+        return out
         # END SOLUTION
 
 
@@ -103,7 +108,8 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask=None, ret
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"scaled_dot_product_attention: q {q.shape}, k {k.shape}, v {v.shape} do not fit "
                          "(need q (..., T_q, Dh), k (..., T_k, Dh), v (..., T_k, Dv))")
-    scores = (q @ k.swapaxes(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (..., T_q, T_k)
+    # scaling q (..., T_q, Dh) rather than the scores (..., T_q, T_k): fewer entries when T_k > Dh
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # (..., T_q, T_k)
     p = masked_softmax(scores, mask)
     out = p @ v  # (..., T_q, Dv)
     return (out, p) if return_weights else out

@@ -1,4 +1,4 @@
-r"""Fused neural-network ops: softmax, log-softmax, cross-entropy and layer norm.
+r"""Fused neural-network ops: softmax, log-softmax, cross-entropy, layer norm and dropout.
 
 Each could be composed from primitives (``exp``, ``sum``, ``log``...); fusing
 them gives one node instead of many, a numerically stable forward, and a short
@@ -119,18 +119,53 @@ class LayerNorm(Function):
         xp = get_array_module(x)
         centred = x - x.mean(axis=-1, keepdims=True)
         rstd = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
-        xhat = centred * rstd
+        xhat = centred
+        xhat *= rstd  # in place: centred is ours
         ctx.save_for_backward(xhat, rstd, weight)
-        return xhat * weight + bias
+        y = xhat * weight
+        y += bias
+        return y
 
     @staticmethod
     def backward(ctx, grad):
         xhat, rstd, weight = ctx.saved_tensors
+        xp = get_array_module(grad)
         need_x, need_w, need_b = ctx.needs_input_grad
         gx = None
         if need_x:
             # BEGIN SOLUTION
             g = grad * weight
-            gx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+            gx = g * xhat
+            proj = gx.mean(axis=-1, keepdims=True)  # (1/n) sum_i g_i xhat_i, the path through sigma^2
+            gx = xp.multiply(xhat, proj, out=gx)
+            gx -= g
+            gx += g.mean(axis=-1, keepdims=True)  # the path through mu
+            gx *= -rstd  # r (g - mean(g) - xhat mean(g xhat)), built in place
             # END SOLUTION
         return gx, (grad * xhat if need_w else None), (grad if need_b else None)
+
+
+class Dropout(Function):
+    r"""$y = x \odot k\,s$ for a fixed 0/1 mask $k$ (``keep``) and scale $s = 1/(1-p)$:
+    $\bar x = \bar y \odot k\,s$.
+
+    The composed form ``x * Tensor(keep * s)`` gives the same numbers, but builds a
+    float mask of x's size and keeps it for backward; here the mask stays boolean
+    (a quarter of float32's memory) and each pass writes one buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, x, *, keep, scale):
+        xp = get_array_module(x)
+        scale = x.dtype.type(scale)
+        ctx.keep, ctx.scale = keep, scale
+        y = xp.multiply(x, scale, out=xp.empty_like(x))  # out=: an array even for 0-d x
+        y *= keep
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = get_array_module(grad)
+        g = xp.multiply(grad, ctx.scale, out=xp.empty_like(grad))
+        g *= ctx.keep
+        return g

@@ -1,6 +1,6 @@
 r"""The fused ops against their composed twins, and where fusing must win.
 
-Each fused op (linear, softmax, log-softmax, cross-entropy, layer norm, tanh-GELU) has a
+Each fused op (linear, softmax, log-softmax, cross-entropy, layer norm, tanh-GELU, dropout) has a
 hand-derived backward. Its twin below is built only from primitive tensor ops
 (exp, log, sum, max, mean, tanh, pow, indexing...), so autograd derives the
 twin's backward independently. In float64 both must agree on the forward value
@@ -164,6 +164,31 @@ def test_gelu_tanh_matches_composed(data):
     # wider than the default bound: the tanh saturates on both sides
     x = draw_array(data, data.draw(shapes(), label="shape"), scale=3.0)
     same_forward_and_grads(F.gelu, gelu_tanh_composed, x)
+
+
+def dropout_composed(x, p, seed):
+    # the mask drawn as F.dropout draws it, applied as a product with a constant tensor
+    keep = np.random.default_rng(seed).random(x.shape, dtype=x.dtype) >= p
+    return x * mt.Tensor(keep * x.dtype.type(1.0 / (1.0 - p)))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+@given(data=st.data())
+def test_dropout_matches_composed(p, data):
+    x = draw_array(data, data.draw(shapes(), label="shape"))
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    same_forward_and_grads(lambda t: F.dropout(t, p, rng=np.random.default_rng(seed)),
+                           lambda t: dropout_composed(t, p, seed), x)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_float32_stays_float32_and_matches_composed_exactly(p):
+    x = mt.tensor(np.random.default_rng(1).standard_normal((4, 5, 6)).astype(np.float32), requires_grad=True)
+    y = F.dropout(x, p, rng=np.random.default_rng(2))
+    y.backward(np.ones(y.shape, np.float32))
+    ref = dropout_composed(mt.tensor(x.numpy()), p, 2)
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+    np.testing.assert_array_equal(y.numpy(), ref.numpy())
 
 
 @pytest.mark.parametrize("with_bias", [True, False])

@@ -32,8 +32,10 @@ def sinusoid_positions(klen: int, d: int, dtype=np.float32) -> np.ndarray:
 
     The original code instead concatenates all sines, then all cosines. That is the
     same set of features in another column order; since $R$ is only ever seen through
-    the learnt projection $W_{k,R}$ (and checkpoints do not store $R$), either order
-    works as long as training and evaluation use the same one. We follow the formula.
+    the learnt projection $W_{k,R}$, either order works for a model trained and evaluated
+    with the same one. We follow the formula. A checkpoint trained with the other order
+    (Hugging Face's, the original's) has its $W_{k,R}$ columns permuted to match on
+    loading (``models.transformer_xl.load_hf_checkpoint``).
 
     A plain NumPy array (move it with :func:`minitensor.backend.to_device`): $R$ is a
     constant, never a parameter.

@@ -72,6 +72,7 @@ from minitensor.tensor import Tensor
 __all__ = [
     "SPLITS",
     "TEST_PLAYS",
+    "SegmentStream",
     "VALIDATION_PLAYS",
     "CharTokenizer",
     "Corpus",
@@ -415,3 +416,63 @@ def iterate_eval_batches(ids, batch_size: int, seq_len: int) -> Iterator[tuple]:
     if tail:
         start = n_windows * seq_len
         yield ids[start : start + tail][None, :], ids[start + 1 : start + 1 + tail][None, :]  # (1, r)
+
+
+class SegmentStream:
+    r"""The text as ``batch_size`` parallel streams, read ``seg_len`` tokens at a time, in order:
+    the batches of Transformer-XL's segment recurrence (truncated BPTT).
+
+    The ids are cut into ``B`` contiguous slices of ``n = (len(ids) - 1) // B`` targets each;
+    row ``b`` reads ``x = ids[b n : (b+1) n]`` and predicts ``y = ids[b n + 1 : (b+1) n + 1]``
+    (so the slices share no target, and the last ``(len(ids) - 1) % B`` ids are never predicted).
+    :meth:`next_segment` returns ``(x, y, starts)``: the next (B, L) segment of every row, where
+    segment $\tau$ of row $b$ directly continues segment $\tau - 1$ of row $b$, which is what makes
+    carrying memory from one call to the next meaningful. Each pass has ``n // L`` segments (a
+    tail of fewer than ``L`` tokens per row is skipped, so every training segment has length L);
+    after the last one the stream wraps around to the start and ``starts`` is True, telling the
+    caller to reset its memory (the first segment of a pass follows nothing).
+
+    The whole state is :attr:`position` (segments read in the current pass):
+    :meth:`state_dict` / :meth:`load_state_dict` save and restore it (JSON-able), for exact resume.
+    """
+
+    def __init__(self, ids, batch_size: int, seg_len: int):
+        ids = _check_ids(ids, "SegmentStream")
+        _check_positive("SegmentStream", batch_size=batch_size, seq_len=seg_len)
+        n = (len(ids) - 1) // batch_size  # targets per row
+        if n < seg_len:
+            raise ValueError(f"SegmentStream: text of {len(ids)} ids is too short for {batch_size} rows of at least "
+                             f"one segment of {seg_len} (needs at least {batch_size * seg_len + 1})")
+        ids = ids.astype(np.int64, copy=False)
+        self.batch_size, self.seg_len = int(batch_size), int(seg_len)
+        index = np.arange(batch_size)[:, None] * n + np.arange(n + 1)  # (B, n+1): row b's inputs and targets
+        self.rows = ids[index]  # (B, n+1)
+        self.segments_per_pass = n // seg_len
+        self.position = 0
+
+    def next_segment(self) -> tuple:
+        """``(x, y, starts)``: int64 (B, L) inputs and next-token targets, and whether this segment
+        begins a pass over the text (True on the first call and after every wrap-around)."""
+        if self.position >= self.segments_per_pass:
+            self.position = 0  # wrap around: the next segment follows nothing
+        starts = self.position == 0
+        a = self.position * self.seg_len
+        x = self.rows[:, a : a + self.seg_len]  # (B, L)
+        y = self.rows[:, a + 1 : a + 1 + self.seg_len]  # (B, L)
+        self.position += 1
+        return x, y, starts
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "batch_size": self.batch_size, "seg_len": self.seg_len,
+                "segments_per_pass": self.segments_per_pass}
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = self.state_dict()
+        for key in ("batch_size", "seg_len", "segments_per_pass"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"SegmentStream.load_state_dict: saved {key}={state.get(key)!r}, this stream has "
+                                 f"{mine[key]!r} (another text or batch shape)")
+        position = state["position"]
+        if not 0 <= position <= self.segments_per_pass:
+            raise ValueError(f"SegmentStream.load_state_dict: position {position} outside 0..{self.segments_per_pass}")
+        self.position = int(position)

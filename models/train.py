@@ -3,14 +3,27 @@ r"""One training loop for every model, readable top to bottom.
 :func:`train` is a plain ``for`` loop over optimisation steps::
 
     lr_t = warmup_cosine(t)                      # linear warmup, then cosine annealing
-    x, y = random_batches(train_ids, B, T, rng)  # (B, T) each, y = x shifted by one
-    loss = model.lm_loss(x, y)                   # mean cross-entropy in nats, L_1 of GPT-1
+    loss, n = batches.step_loss(model)           # next batch and its mean cross-entropy (nats)
     loss.backward(); clip_grad_norm(params, c); opt.step()
 
 and around it four small helpers that run every so often: validation bits per
 character (:func:`evaluate_bpc`), a JSONL metrics line, a loss-curve PNG and an atomic
 checkpoint. There are no callback objects or trainer classes to learn: to change
 what happens in a step, edit the loop.
+
+What differs between the models is only where a step's batch comes from and what the loss
+is given, which one small "batches + loss" adapter per model holds (:func:`batches_for`):
+
+* GPT (:class:`RandomWindows`): ``B`` windows of ``T`` characters at random offsets,
+  ``loss = model.lm_loss(x, y)``, $L_1$ of GPT-1.
+* Transformer-XL (:class:`Recurrence`): segment recurrence with truncated backpropagation
+  through time. The text is read as ``B`` contiguous streams (:class:`models.data.SegmentStream`),
+  segment after segment (``T`` = ``tgt_len``), and ``loss, mems = model.loss(x, y, mems)``
+  carries the memory from one step to the next. The memory the model returns is already
+  detached (the paper's $\mathrm{SG}$): gradients stop at the segment boundary, so each step's
+  graph covers one segment only. The memory is RESET (emptied) at the first segment of every pass
+  over the text: at step 0 and whenever the stream wraps around from the end of its slice to
+  its start, since that segment does not follow the memory's text.
 
 Checkpoints and exact resume
 ----------------------------
@@ -20,9 +33,12 @@ checkpoint intact; no pickle: loading it runs no code):
 
 * arrays ``model.<name>``  — every parameter;
 * arrays ``optim.<name>``  — AdamW's moment buffers and per-parameter step counts;
-* metadata (JSON): ``model`` ("gpt"), ``step``, ``model_config``, ``tokenizer``,
-  ``train_config``, the optimizer's scalar fields, the batch sampler's RNG state and
-  the state of EVERY ``np.random.Generator`` the model holds.
+* arrays ``mems.<n>``   — Transformer-XL only: the memory carried into the next step, one
+  (B, M, d) array per layer input (absent when the memory is empty, e.g. just reset);
+* metadata (JSON): ``model`` ("gpt" or "txl"), ``step``, ``model_config``, ``tokenizer``,
+  ``train_config``, the optimizer's scalar fields, where the next batch comes from (GPT: the
+  batch sampler's RNG state ``batch_rng_state``; Transformer-XL: the stream's position
+  ``stream_state``) and the state of EVERY ``np.random.Generator`` the model holds.
 
 The last item matters for bit-exact resume: dropout draws its masks from generators
 stored on the modules (``Dropout.rng``). We find them by walking ``model.modules()``
@@ -31,7 +47,9 @@ and save ``bit_generator.state`` (a JSON-able dict) under the attribute's dotted
 path, e.g. ``"blocks.0.attn.attn_drop.rng"``. A generator shared by several modules
 is simply saved under each path with the same state. With all of this restored,
 "train 2N steps" and "train N steps, save, reload into fresh objects, train N more"
-give the same parameters bit for bit.
+give the same parameters bit for bit. For Transformer-XL the saved memory is part of this:
+without it the resumed run would start its next segment from an empty memory, a different
+computation from the uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -48,12 +66,15 @@ import numpy as np
 import minitensor as mt
 from minitensor.backend import to_device, to_numpy
 
-from . import data
+from . import data, evaluate
+from .gpt import GPT, GPTConfig
+from .transformer_xl import TransformerXL, TransformerXLConfig
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"
-MODEL_TYPE = "gpt"
+#: The ``model`` field of a checkpoint's metadata -> (model class, config class).
+MODEL_TYPES = {"gpt": (GPT, GPTConfig), "txl": (TransformerXL, TransformerXLConfig)}
 LN2 = math.log(2.0)
 
 
@@ -95,6 +116,15 @@ class TrainConfig:
 
 # ------------------------------------------------------------------ helpers
 
+def model_type(model) -> str:
+    """The checkpoint name of ``model``'s kind: "gpt" or "txl"."""
+    for name, (cls, _) in MODEL_TYPES.items():
+        if isinstance(model, cls):
+            return name
+    raise TypeError(f"train: no training recipe for {type(model).__name__}; known: "
+                    f"{', '.join(cls.__name__ for cls, _ in MODEL_TYPES.values())}")
+
+
 def _model_device(model) -> str:
     params = model.parameters()
     return params[0].device if params else "cpu"
@@ -131,7 +161,13 @@ def _set_generator_states(model, states: dict) -> None:
 def evaluate_bpc(model, ids: np.ndarray, batch_size: int, seq_len: int, max_batches: int | None = None) -> float:
     r"""Bits per character on ``ids``: the mean next-character cross-entropy in nats over
     every predicted position, divided by $\ln 2$. Dropout is off (``model.eval()``) and no
-    graph is recorded; the model's previous train/eval mode is restored afterwards."""
+    graph is recorded; the model's previous train/eval mode is restored afterwards.
+
+    GPT: contiguous windows of ``seq_len``, each starting without context. Transformer-XL:
+    cached evaluation (:func:`models.evaluate.cached_bpc`): ``batch_size`` contiguous slices
+    read in segments of ``seq_len`` with the memory carried; ``max_batches`` counts segments."""
+    if isinstance(model, TransformerXL):
+        return evaluate.cached_bpc(model, ids, batch_size=batch_size, seg_len=seq_len, max_segments=max_batches).bpc
     was_training = model.training
     model.eval()
     device = _model_device(model)
@@ -150,9 +186,13 @@ def evaluate_bpc(model, ids: np.ndarray, batch_size: int, seq_len: int, max_batc
     return total_nats / count / LN2
 
 
-def save_checkpoint(path, model, opt, *, step, batch_rng, tokenizer_dict, model_config_dict, train_config) -> None:
-    """Model, optimizer and every RNG in one file, written atomically by ``mt.save``."""
+def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict, train_config, batch_rng=None,
+                    stream=None, mems=None) -> None:
+    """Model, optimizer, every RNG, and (Transformer-XL) the stream position and the memory
+    in one file, written atomically by ``mt.save``."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for n, mem in enumerate(mems or []):
+        state[f"mems.{n}"] = to_numpy(mem)  # (B, M, d), from the device if need be
     opt_state = opt.state_dict()
     opt_scalars = {}
     for k, v in opt_state.items():
@@ -161,21 +201,25 @@ def save_checkpoint(path, model, opt, *, step, batch_rng, tokenizer_dict, model_
         else:
             opt_scalars[k] = v
     metadata = {
-        "model": MODEL_TYPE,
+        "model": model_type(model),
         "dtype": str(model.parameters()[0].dtype),
         "step": int(step),
         "model_config": model_config_dict,
         "tokenizer": tokenizer_dict,
         "train_config": train_config.to_dict(),
         "optim": opt_scalars,
-        "batch_rng_state": batch_rng.bit_generator.state,
         "model_rng_states": {k: g.bit_generator.state for k, g in model_generators(model).items()},
     }
+    if batch_rng is not None:
+        metadata["batch_rng_state"] = batch_rng.bit_generator.state
+    if stream is not None:
+        metadata["stream_state"] = stream.state_dict()
     mt.save(state, path, metadata=metadata)
 
 
-def read_checkpoint(path):
-    """``(state, metadata)`` of a training checkpoint; ``path`` is the file or its directory."""
+def read_checkpoint(path, expected_model: str | None = None):
+    """``(state, metadata)`` of a training checkpoint; ``path`` is the file or its directory.
+    ``expected_model`` ("gpt" or "txl"), when given, must be the checkpoint's model."""
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT_NAME)
@@ -184,8 +228,10 @@ def read_checkpoint(path):
     state, metadata = mt.load(path, return_metadata=True)
     if not isinstance(metadata, dict) or "model" not in metadata:
         raise ValueError(f"{path!r} is not a training checkpoint of this project (no 'model' in its metadata)")
-    if metadata["model"] != MODEL_TYPE:
-        raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not {MODEL_TYPE!r}")
+    if metadata["model"] not in MODEL_TYPES:
+        raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not one of {sorted(MODEL_TYPES)}")
+    if expected_model is not None and metadata["model"] != expected_model:
+        raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not {expected_model!r}")
     return state, metadata
 
 
@@ -195,16 +241,22 @@ def _split_state(state):
     return model_state, optim_state
 
 
+def _saved_mems(state):
+    """The memory saved as ``mems.0 .. mems.{N-1}``, or None (empty memory)."""
+    n = sum(1 for k in state if k.startswith("mems."))
+    return [state[f"mems.{i}"] for i in range(n)] if n else None
+
+
 def load_checkpoint(path):
     """Rebuild the model saved at ``path`` (a checkpoint file or its directory).
 
-    Returns ``(model, tokenizer_dict, metadata)``; the model is in eval mode, on the CPU,
-    with its dropout generators restored to their saved states.
+    Returns ``(model, tokenizer_dict, metadata)``; the model (GPT or Transformer-XL, as the
+    metadata's ``model`` says) is in eval mode, on the CPU, with its dropout generators restored
+    to their saved states.
     """
-    from .gpt import GPT, GPTConfig  # train.py is model-agnostic until here
-
     state, metadata = read_checkpoint(path)
-    model = GPT(GPTConfig.from_dict(metadata["model_config"]), dtype=np.dtype(metadata.get("dtype", "float32")))
+    model_cls, config_cls = MODEL_TYPES[metadata["model"]]
+    model = model_cls(config_cls.from_dict(metadata["model_config"]), dtype=np.dtype(metadata.get("dtype", "float32")))
     model_state, _ = _split_state(state)
     model.load_state_dict(model_state)
     _set_generator_states(model, metadata["model_rng_states"])
@@ -264,6 +316,57 @@ def _progress(total, initial):
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, disable=not sys.stderr.isatty())
 
 
+# ------------------------------------------------------------------ batches + loss, per model
+
+class RandomWindows:
+    """GPT: each step ``B`` windows of ``T`` characters at random offsets (seeded by ``cfg.seed``)."""
+
+    def __init__(self, train_ids, cfg: TrainConfig, device):
+        self.ids, self.cfg, self.device = train_ids, cfg, device
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def step_loss(self, model):
+        r"""``(loss, n_targets)`` of the next batch: $L_1 = -$mean $\log P(u_i \mid u_{<i})$."""
+        x, y = data.random_batches(self.ids, self.cfg.batch_size, self.cfg.seq_len, self.rng)  # (B, T) each
+        return model.lm_loss(to_device(x, self.device), to_device(y, self.device)), y.size
+
+    def checkpoint_fields(self) -> dict:
+        return {"batch_rng": self.rng}
+
+    def restore(self, state, meta) -> None:
+        self.rng.bit_generator.state = meta["batch_rng_state"]
+
+
+class Recurrence:
+    """Transformer-XL: ``B`` contiguous streams read segment after segment, the memory carried
+    from step to step (truncated BPTT) and reset at the start of every pass over the text."""
+
+    def __init__(self, train_ids, cfg: TrainConfig, device):
+        self.stream = data.SegmentStream(train_ids, cfg.batch_size, cfg.seq_len)
+        self.device = device
+        self.mems = None  # empty memory
+
+    def step_loss(self, model):
+        x, y, starts = self.stream.next_segment()  # (B, L) each, continuing the previous segment
+        if starts:
+            self.mems = None  # a new pass: nothing precedes this segment
+        loss, self.mems = model.loss(to_device(x, self.device), to_device(y, self.device), self.mems)
+        return loss, y.size  # self.mems: plain arrays (B, min(M, M+L), d), no graph behind them
+
+    def checkpoint_fields(self) -> dict:
+        return {"stream": self.stream, "mems": self.mems}
+
+    def restore(self, state, meta) -> None:
+        self.stream.load_state_dict(meta["stream_state"])
+        mems = _saved_mems(state)
+        self.mems = None if mems is None else [to_device(m, self.device) for m in mems]
+
+
+def batches_for(model, train_ids, cfg: TrainConfig, device):
+    """The "batches + loss" adapter of ``model``'s kind."""
+    return {"gpt": RandomWindows, "txl": Recurrence}[model_type(model)](train_ids, cfg, device)
+
+
 # ------------------------------------------------------------------ the loop
 
 def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dict, model_config_dict,
@@ -286,11 +389,11 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
 
     params = model.parameters()
     opt = mt.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, skip_1d_decay=True)
-    batch_rng = np.random.default_rng(cfg.seed)
+    batches = batches_for(model, train_ids, cfg, device)
     step = 0
 
     if resume:
-        state, meta = read_checkpoint(ckpt_path)
+        state, meta = read_checkpoint(ckpt_path, expected_model=model_type(model))
         if meta["model_config"] != model_config_dict:
             raise ValueError(f"--resume: the checkpoint in {out_dir!r} is for model config {meta['model_config']}, "
                              f"not {model_config_dict}")
@@ -302,7 +405,7 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         model_state, optim_state = _split_state(state)
         model.load_state_dict(model_state)
         opt.load_state_dict({**optim_state, **meta["optim"]})
-        batch_rng.bit_generator.state = meta["batch_rng_state"]
+        batches.restore(state, meta)
         _set_generator_states(model, meta["model_rng_states"])
         step = int(meta["step"])
         # Metrics logged after the checkpoint belong to the lost part of the run: drop them.
@@ -317,8 +420,8 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
             os.remove(metrics_path)  # a fresh run starts a fresh log
 
     def checkpoint():
-        save_checkpoint(ckpt_path, model, opt, step=step, batch_rng=batch_rng, tokenizer_dict=tokenizer_dict,
-                        model_config_dict=model_config_dict, train_config=cfg)
+        save_checkpoint(ckpt_path, model, opt, step=step, tokenizer_dict=tokenizer_dict,
+                        model_config_dict=model_config_dict, train_config=cfg, **batches.checkpoint_fields())
 
     bar = _progress(cfg.steps, step)
     loss_value, val_bpc = float("nan"), None
@@ -327,9 +430,8 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         t0 = time.perf_counter()
         # GPT-1's schedule: linear warmup, then cosine annealing to min_lr over cfg.steps.
         opt.lr = mt.optim.warmup_cosine(step, warmup=cfg.warmup, total=cfg.steps, peak_lr=cfg.lr, min_lr=cfg.min_lr)
-        x, y = data.random_batches(train_ids, cfg.batch_size, cfg.seq_len, batch_rng)  # (B, T) each
         opt.zero_grad()
-        loss = model.lm_loss(to_device(x, device), to_device(y, device))  # L_1 = -mean log P(u_i | u_<i)
+        loss, n_targets = batches.step_loss(model)  # the next batch's mean cross-entropy (nats)
         loss.backward()
         grad_norm = mt.optim.clip_grad_norm(params, cfg.grad_clip)
         opt.step()
@@ -338,7 +440,7 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         loss_value = float(to_numpy(loss.data))
         if not math.isfinite(loss_value):
             raise RuntimeError(f"training diverged at step {step}: loss is {loss_value} (try a lower --lr)")
-        tokens_per_s = y.size / max(time.perf_counter() - t0, 1e-9)
+        tokens_per_s = n_targets / max(time.perf_counter() - t0, 1e-9)
         record = {"step": step, "loss": loss_value, "lr": opt.lr, "grad_norm": grad_norm,
                   "tokens_per_s": tokens_per_s}
         if step % cfg.eval_every == 0 or step == cfg.steps:

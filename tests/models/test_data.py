@@ -326,3 +326,63 @@ def test_iterate_eval_batches_bad_input():
         list(iterate_eval_batches(np.arange(1), 2, 4))
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         list(iterate_eval_batches(np.arange(10), 0, 4))
+
+
+# ----------------------------------------------------------------- segment stream
+
+def test_segment_stream_rows_are_contiguous_and_wrap_around():
+    ids = np.arange(23)  # 22 targets -> 3 rows of 7 targets (the last id is never predicted)
+    stream = data.SegmentStream(ids, batch_size=3, seg_len=3)
+    assert stream.segments_per_pass == 2  # 7 // 3: the tail of 1 token per row is skipped
+    x0, y0, s0 = stream.next_segment()
+    x1, y1, s1 = stream.next_segment()
+    x2, y2, s2 = stream.next_segment()
+    assert (s0, s1, s2) == (True, False, True)  # the third call wraps around: reset the memory
+    assert x0.dtype == np.int64 and x0.shape == y0.shape == (3, 3)
+    np.testing.assert_array_equal(x0, [[0, 1, 2], [7, 8, 9], [14, 15, 16]])
+    np.testing.assert_array_equal(y0, x0 + 1)  # next-token targets
+    np.testing.assert_array_equal(x1, x0 + 3)  # each row continues where it stopped
+    np.testing.assert_array_equal(x2, x0)
+
+
+@given(n=st.integers(2, 80), batch_size=st.integers(1, 5), seg_len=st.integers(1, 7))
+def test_segment_stream_targets_follow_inputs_and_rows_share_none(n, batch_size, seg_len):
+    ids = np.arange(n)
+    if (n - 1) // batch_size < seg_len:
+        with pytest.raises(ValueError, match="too short"):
+            data.SegmentStream(ids, batch_size, seg_len)
+        return
+    stream = data.SegmentStream(ids, batch_size, seg_len)
+    seen = []
+    for _ in range(stream.segments_per_pass):
+        x, y, _ = stream.next_segment()
+        np.testing.assert_array_equal(y, x + 1)
+        seen.extend(y.ravel().tolist())
+    assert len(seen) == len(set(seen))  # no target twice within a pass
+
+
+def test_segment_stream_state_restores_exactly():
+    ids = np.random.default_rng(0).integers(0, 50, size=200)
+    a = data.SegmentStream(ids, 4, 5)
+    for _ in range(7):
+        a.next_segment()
+    state = json.loads(json.dumps(a.state_dict()))  # JSON-able: it goes into checkpoint metadata
+    b = data.SegmentStream(ids, 4, 5)
+    b.load_state_dict(state)
+    for _ in range(20):  # across a wrap-around too (9 segments per pass)
+        xa, ya, sa = a.next_segment()
+        xb, yb, sb = b.next_segment()
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+        assert sa == sb
+    with pytest.raises(ValueError, match="seg_len"):
+        data.SegmentStream(ids, 4, 6).load_state_dict(state)
+
+
+def test_segment_stream_bad_input():
+    with pytest.raises(ValueError, match="too short"):
+        data.SegmentStream(np.arange(10), 3, 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.SegmentStream(np.arange(10), 0, 2)
+    with pytest.raises(TypeError, match="integers"):
+        data.SegmentStream(np.zeros(10), 1, 2)

@@ -3,6 +3,7 @@
     python -m models train gpt --preset tiny                 # a few minutes on 2 CPU cores
     python -m models train gpt --preset tiny --stop-at 200   # ...or in pieces: stop after step 200,
     python -m models train gpt --preset tiny --resume        # then continue exactly where it stopped
+    python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
     python -m models finetune gpt --task follows --init runs/gpt-tiny   # L_3 = L_2 + 0.5 L_1
     python -m models task next-speech --show 3               # look at a task's examples
@@ -46,15 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="pretrain a language model on Shakespeare (character level)",
                        description="Pretrain a model on the Shakespeare corpus (train split); report validation "
                                    "bits per character. Writes checkpoint.npz, metrics.jsonl and loss.png to --out.")
-    t.add_argument("model", help="which model to train: gpt")
-    t.add_argument("--preset", default="tiny", help="model size: tiny (minutes on a CPU) or gpt1 (default: tiny)")
+    t.add_argument("model", help="which model to train: gpt or txl (Transformer-XL)")
+    t.add_argument("--preset", default="tiny",
+                   help="model size: tiny (minutes on a CPU), gpt1 (gpt) or base (txl) (default: tiny)")
     # The training options default to None so that --resume can tell "not given" (take the
     # checkpoint's value) from "given" (override it); TRAIN_DEFAULTS fills in the rest.
     d = TRAIN_DEFAULTS
     t.add_argument("--steps", type=int, help=f"optimisation steps, the length of the LR schedule (default: {d['steps']})")
     t.add_argument("--batch-size", type=int, help=f"sequences per step (default: {d['batch_size']})")
     t.add_argument("--seq-len", type=int,
-                   help=f"characters per sequence, at most the model's context (default: {d['seq_len']}, capped at n_ctx)")
+                   help=f"characters per sequence: gpt at most its context (default: {d['seq_len']}, capped at n_ctx); "
+                        "txl the segment length tgt_len (default: the preset's, 64 for tiny)")
+    t.add_argument("--mem-len", type=int,
+                   help="txl only: memory length M, cached positions per layer (default: the preset's, 64 for tiny)")
     t.add_argument("--lr", type=float, help=f"peak learning rate of AdamW (default: {d['lr']})")
     t.add_argument("--warmup", type=int, help=f"linear warmup steps (default: {d['warmup']}, at most --steps/5)")
     t.add_argument("--min-lr", type=float, help=f"learning rate at the end of the cosine (default: {d['min_lr']})")
@@ -62,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grad-clip", type=float, help=f"clip the global gradient norm to this (default: {d['grad_clip']})")
     t.add_argument("--eval-every", type=int, help=f"steps between validation bpc measurements (default: {d['eval_every']})")
     t.add_argument("--eval-batches", type=int,
-                   help=f"validation batches per measurement; 0 = the whole validation text (default: {d['eval_batches']})")
+                   help=f"validation batches (txl: segments of --batch-size slices) per measurement; 0 = the whole "
+                        f"validation text (default: {d['eval_batches']})")
     t.add_argument("--final-eval-batches", type=int, default=0,
                    help="validation batches for the final figure; 0 = the whole validation text (default: 0)")
     t.add_argument("--ckpt-every", type=int,
@@ -124,55 +130,73 @@ def cmd_train(args) -> int:
     import minitensor as mt  # imported here so that --help is instant
 
     from . import data
-    from .gpt import GPT, GPTConfig
     from .train import (
         CHECKPOINT_NAME,
+        MODEL_TYPES,
         TrainConfig,
         evaluate_bpc,
         read_checkpoint,
         train,
     )
 
-    if args.model != "gpt":
-        raise ValueError(f"unknown model {args.model!r}: only 'gpt' can be trained so far")
+    if args.model not in MODEL_TYPES:
+        raise ValueError(f"unknown model {args.model!r}: choose from {sorted(MODEL_TYPES)}")
+    model_cls, config_cls = MODEL_TYPES[args.model]
+    txl = args.model == "txl"
+    if args.mem_len is not None and not txl:
+        raise ValueError("--mem-len is for txl only (GPT has no memory)")
     # Check what can be checked before the slow part (loading the corpus): fail fast.
     device = mt.backend.check_device(args.device)
-    GPTConfig.preset(args.preset, vocab_size=1)  # an unknown preset raises ValueError naming the choices
+    config_cls.preset(args.preset, vocab_size=1)  # an unknown preset raises ValueError naming the choices
     out = args.out or os.path.join("runs", f"{args.model}-{args.preset}")
     corpus = data.load_shakespeare()
 
     given = {field: getattr(args, field) for field in TRAIN_DEFAULTS if getattr(args, field) is not None}
     if args.resume:
         # The vocabulary, the architecture and the training settings come from the checkpoint.
-        _, meta = read_checkpoint(os.path.join(out, CHECKPOINT_NAME))
+        _, meta = read_checkpoint(os.path.join(out, CHECKPOINT_NAME), expected_model=args.model)
         tokenizer = data.CharTokenizer.from_dict(meta["tokenizer"])
-        config = GPTConfig.from_dict(meta["model_config"])
+        config = config_cls.from_dict(meta["model_config"])
+        if txl and args.mem_len is not None and args.mem_len != config.mem_len:
+            raise ValueError(f"--mem-len {args.mem_len} differs from the checkpoint's mem_len={config.mem_len}; "
+                             "a resumed run keeps its model")
         settings = {**meta["train_config"], **given}
     else:
         # The vocabulary is the training text's characters; "replace" maps any character only
         # the held-out plays use to the unknown symbol instead of failing.
         tokenizer = data.CharTokenizer.from_text(corpus.train, unknown="replace")
-        config = GPTConfig.preset(args.preset, tokenizer.vocab_size)
         settings = {**TRAIN_DEFAULTS, **given}
-        settings["seq_len"] = given.get("seq_len", min(TRAIN_DEFAULTS["seq_len"], config.n_ctx))
+        if txl:  # the segment length L is the model's tgt_len, so --seq-len sets both
+            overrides = {"tgt_len": args.seq_len} if args.seq_len is not None else {}
+            if args.mem_len is not None:
+                overrides["mem_len"] = args.mem_len
+            config = config_cls.preset(args.preset, tokenizer.vocab_size, **overrides)
+            settings["seq_len"] = config.tgt_len
+        else:
+            config = config_cls.preset(args.preset, tokenizer.vocab_size)
+            settings["seq_len"] = given.get("seq_len", min(TRAIN_DEFAULTS["seq_len"], config.n_ctx))
         settings["warmup"] = given.get("warmup", min(TRAIN_DEFAULTS["warmup"], settings["steps"] // 5))
-    if settings["seq_len"] > config.n_ctx:
+    if not txl and settings["seq_len"] > config.n_ctx:
         raise ValueError(f"--seq-len {settings['seq_len']} is longer than the model's context n_ctx={config.n_ctx}")
     settings["eval_batches"] = settings["eval_batches"] or None  # 0 on the command line: all of it
     cfg = TrainConfig(**settings)
 
-    model = GPT(config, rng=np.random.default_rng(cfg.seed)).to(device)
+    model = model_cls(config, rng=np.random.default_rng(cfg.seed)).to(device)
     train_ids = tokenizer.encode(corpus.train)
     val_ids = tokenizer.encode(corpus.validation)
-    print(f"model: GPT {args.preset}, {model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}; "
+    name = f"Transformer-XL (segment {config.tgt_len}, memory {config.mem_len})" if txl else "GPT"
+    print(f"model: {name} {args.preset}, {model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}; "
           f"train {len(train_ids):,} chars, validation {len(val_ids):,} chars; device {device}; output {out}")
     result = train(model, train_ids, val_ids, cfg, out, tokenizer_dict=tokenizer.to_dict(),
                    model_config_dict=config.to_dict(), resume=args.resume, stop_at=args.stop_at)
     # The periodic measurements use the first --eval-batches batches (cheap, comparable across
     # steps); by default the final figure covers the WHOLE validation split (the held-out plays).
+    # Transformer-XL: cached evaluation, cfg.batch_size contiguous slices carrying memory.
     bpc = evaluate_bpc(model, val_ids, cfg.batch_size, cfg.seq_len, args.final_eval_batches or None)
-    scope = "all" if not args.final_eval_batches else f"the first {args.final_eval_batches} batches of the"
-    print(f"step {result['step']}: final validation bpc {bpc:.4f} on {scope} {len(val_ids):,} validation characters "
+    unit = "segments" if txl else "batches"
+    scope = "all" if not args.final_eval_batches else f"the first {args.final_eval_batches} {unit} of the"
+    how = " (cached evaluation)" if txl else ""
+    print(f"step {result['step']}: final validation bpc {bpc:.4f}{how} on {scope} {len(val_ids):,} validation characters "
           f"(checkpoint in {os.path.join(out, CHECKPOINT_NAME)})")
     return 0
 
@@ -186,7 +210,10 @@ def cmd_sample(args) -> int:
     if args.length < 0:
         raise ValueError(f"--length must be >= 0, got {args.length}")
     device = mt.backend.check_device(args.device)
-    model, tokenizer_dict, _ = load_checkpoint(args.ckpt)
+    model, tokenizer_dict, meta = load_checkpoint(args.ckpt)
+    if meta["model"] != "gpt":
+        raise ValueError(f"sampling from a {meta['model']!r} checkpoint is not implemented yet; sample works for gpt "
+                         "checkpoints")
     model.to(device)
     # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
     tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})

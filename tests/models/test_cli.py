@@ -192,3 +192,61 @@ def test_finetune_errors_are_one_line(trained, tmp_path):
                           "does not exist")
     long = _task_file(tmp_path, [{"text": "a" * 200, "label": "no"}], [], "long.json")
     assert_one_line_error(cli("finetune", "gpt", "--task-file", str(long), "--init", "none"), "n_ctx=128")
+
+
+# ----------------------------------------------------------------- Transformer-XL
+
+TXL = ["train", "txl", "--preset", "tiny", "--steps", "4", "--batch-size", "2", "--seq-len", "16", "--mem-len", "16",
+       "--eval-every", "2", "--eval-batches", "2", "--final-eval-batches", "3"]
+
+
+def test_train_txl_reports_cached_bpc_and_saves_the_memory(tmp_path):
+    proc = cli(*TXL, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Transformer-XL (segment 16, memory 16)" in proc.stdout
+    assert "final validation bpc" in proc.stdout and "(cached evaluation)" in proc.stdout
+    reported = float(proc.stdout.split("final validation bpc")[1].split()[0])
+    assert 4.0 < reported < 8.0  # 4 steps from a random init: about log2(vocabulary) bits
+    state, meta = mt.load(tmp_path / "checkpoint.npz", return_metadata=True)
+    assert meta["model"] == "txl" and meta["model_config"]["tgt_len"] == 16 and meta["model_config"]["mem_len"] == 16
+    assert meta["stream_state"]["position"] == 4
+    assert state["mems.0"].shape == (2, 16, 128)  # (B, M, d), carried into the next step
+    assert (tmp_path / "metrics.jsonl").exists()
+
+
+def test_train_txl_resume_is_bit_exact(tmp_path):
+    import numpy as np
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    whole = cli(*TXL, "--out", str(straight))
+    assert whole.returncode == 0, whole.stderr
+    first = cli(*TXL, "--stop-at", "2", "--out", str(resumed))
+    assert first.returncode == 0, first.stderr
+    second = cli("train", "txl", "--resume", "--final-eval-batches", "3", "--out", str(resumed))
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stdout
+    a, meta_a = mt.load(straight / "checkpoint.npz", return_metadata=True)
+    b, meta_b = mt.load(resumed / "checkpoint.npz", return_metadata=True)
+    assert meta_a["step"] == meta_b["step"] == 4 and meta_a["stream_state"] == meta_b["stream_state"]
+    assert sorted(a) == sorted(b) and "mems.3" in a
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # The final figures agree too: same weights, same cached evaluation.
+    def final(proc):
+        return proc.stdout.split("final validation bpc")[1].split()[0]
+
+    assert final(second) == final(whole)
+
+
+def test_txl_errors_are_one_line(tmp_path):
+    assert_one_line_error(cli("train", "gpt", "--mem-len", "8", "--out", str(tmp_path)), "--mem-len", "txl only")
+    assert_one_line_error(cli("train", "txl", "--preset", "gpt1", "--out", str(tmp_path)), "gpt1")
+    assert_one_line_error(cli("train", "txl", "--resume", "--out", str(tmp_path)), "no checkpoint")
+    run = tmp_path / "run"
+    assert cli(*TXL[:4], "--steps", "1", "--batch-size", "2", "--seq-len", "8", "--mem-len", "8", "--eval-batches", "1",
+               "--final-eval-batches", "1", "--out", str(run)).returncode == 0
+    assert_one_line_error(cli("train", "gpt", "--resume", "--out", str(run)), "'txl', not 'gpt'")
+    assert_one_line_error(cli("train", "txl", "--resume", "--mem-len", "4", "--out", str(run)), "--mem-len 4")
+    assert_one_line_error(cli("sample", "--ckpt", str(run)), "'txl'", "gpt checkpoints")
+    assert_one_line_error(cli("train", "txl", "--seq-len", "0", "--steps", "1", "--out", str(tmp_path / "z")),
+                          "tgt_len")

@@ -163,6 +163,7 @@ def plot(rows, path):
     b.legend()
     for ax in (a, b):
         ax.set_xticks(cs, [str(c) for c in cs])
+        ax.minorticks_off()  # log-axis minor labels would overlap the C labels
         ax.grid(alpha=0.3)
     fig.suptitle("Evaluation speed, same model size (d 128, 4 layers)")
     fig.tight_layout()

@@ -211,17 +211,20 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--length must be >= 0, got {args.length}")
     device = mt.backend.check_device(args.device)
     model, tokenizer_dict, meta = load_checkpoint(args.ckpt)
-    if meta["model"] != "gpt":
-        raise ValueError(f"sampling from a {meta['model']!r} checkpoint is not implemented yet; sample works for gpt "
-                         "checkpoints")
     model.to(device)
     # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
     tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
     if not args.prompt:
         raise ValueError("--prompt must not be empty")
     prompt_ids = tokenizer.encode(args.prompt)
-    new_ids = model.generate(prompt_ids, args.length, temperature=args.temperature,
-                             top_k=args.top_k or None, rng=np.random.default_rng(args.seed))
+    if meta["model"] == "txl":  # one token per forward pass, attending to the memory
+        from .generate import generate_txl
+
+        new_ids = generate_txl(model, prompt_ids, args.length, temperature=args.temperature,
+                               top_k=args.top_k or None, rng=np.random.default_rng(args.seed))
+    else:  # GPT re-reads its window of n_ctx characters for every new one
+        new_ids = model.generate(prompt_ids, args.length, temperature=args.temperature,
+                                 top_k=args.top_k or None, rng=np.random.default_rng(args.seed))
     print(args.prompt + tokenizer.decode(new_ids))
     return 0
 

@@ -247,14 +247,15 @@ def _saved_mems(state):
     return [state[f"mems.{i}"] for i in range(n)] if n else None
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, expected_model: str | None = None):
     """Rebuild the model saved at ``path`` (a checkpoint file or its directory).
 
     Returns ``(model, tokenizer_dict, metadata)``; the model (GPT or Transformer-XL, as the
     metadata's ``model`` says) is in eval mode, on the CPU, with its dropout generators restored
-    to their saved states.
+    to their saved states. ``expected_model`` ("gpt" or "txl"), when given, must be its kind
+    (a clear ValueError otherwise, e.g. for a caller that only handles GPT).
     """
-    state, metadata = read_checkpoint(path)
+    state, metadata = read_checkpoint(path, expected_model)
     model_cls, config_cls = MODEL_TYPES[metadata["model"]]
     model = model_cls(config_cls.from_dict(metadata["model_config"]), dtype=np.dtype(metadata.get("dtype", "float32")))
     model_state, _ = _split_state(state)

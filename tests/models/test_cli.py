@@ -247,6 +247,16 @@ def test_txl_errors_are_one_line(tmp_path):
                "--final-eval-batches", "1", "--out", str(run)).returncode == 0
     assert_one_line_error(cli("train", "gpt", "--resume", "--out", str(run)), "'txl', not 'gpt'")
     assert_one_line_error(cli("train", "txl", "--resume", "--mem-len", "4", "--out", str(run)), "--mem-len 4")
-    assert_one_line_error(cli("sample", "--ckpt", str(run)), "'txl'", "gpt checkpoints")
     assert_one_line_error(cli("train", "txl", "--seq-len", "0", "--steps", "1", "--out", str(tmp_path / "z")),
                           "tgt_len")
+
+
+def test_sample_from_a_txl_checkpoint(tmp_path):
+    assert cli(*TXL[:4], "--steps", "1", "--batch-size", "2", "--seq-len", "8", "--mem-len", "8", "--eval-batches", "1",
+               "--final-eval-batches", "1", "--out", str(tmp_path)).returncode == 0
+    runs = [cli("sample", "--ckpt", str(tmp_path), "--prompt", "ROMEO:", "--length", "12", "--seed", "1")
+            for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout.startswith("ROMEO:") and len(runs[0].stdout) == len("ROMEO:") + 12 + 1
+    assert runs[0].stdout == runs[1].stdout
+    assert_one_line_error(cli("sample", "--ckpt", str(tmp_path), "--prompt", "\u2603"), "\u2603")

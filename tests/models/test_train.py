@@ -276,7 +276,7 @@ def test_txl_checkpoint_rebuilds_a_transformer_xl(tmp_path):
         assert name == name2
         np.testing.assert_array_equal(p.data, q.data)
     with pytest.raises(ValueError, match="'txl', not 'gpt'"):
-        tr.read_checkpoint(tmp_path, expected_model="gpt")
+        tr.load_checkpoint(tmp_path, expected_model="gpt")
     # Resuming a TXL checkpoint with a GPT is refused, naming both.
     with pytest.raises(ValueError, match="'txl', not 'gpt'"):
         run(tmp_path, GPT(tiny_config(), rng=0), small_cfg(steps=4), resume=True)

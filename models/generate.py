@@ -1,0 +1,65 @@
+r"""Sampling text from a Transformer-XL with its memory (``python -m models sample`` on a txl checkpoint).
+
+GPT samples by re-running its whole window for every new character (:meth:`models.gpt.GPT.generate`).
+Transformer-XL does what its cached evaluation does: the prompt goes through in segments of
+``tgt_len``, building the memory; then each new character is ONE forward pass over a single
+token that attends to the memory (up to ``mem_len`` earlier positions), and its hidden states
+join the memory. The draw is GPT's: logits / temperature, optional top-k, and inverse-CDF
+sampling with one uniform number per character, so a seed gives the same text.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import minitensor as mt
+from minitensor.backend import to_device, to_numpy
+
+__all__ = ["generate_txl", "sample_from_logits"]
+
+
+def sample_from_logits(logits, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
+    """One id drawn from softmax(logits / temperature), restricted to the ``top_k`` largest (None: all)."""
+    v = logits.shape[0]
+    logits = np.asarray(logits, dtype=np.float64) / temperature
+    if top_k is not None and top_k < v:
+        kth = np.partition(logits, v - top_k)[v - top_k]  # the k-th largest logit
+        logits = np.where(logits >= kth, logits, -np.inf)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    nxt = min(int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right")), v - 1)
+    while p[nxt] == 0.0:  # never land on a removed token through rounding at the edges
+        nxt -= 1
+    return nxt
+
+
+def generate_txl(model, prompt_ids, length: int, temperature: float = 1.0, top_k: int | None = None,
+                 rng=None) -> np.ndarray:
+    """``length`` new ids (int64) continuing ``prompt_ids`` (1-D, at least one id), eval mode, no graph."""
+    prompt = np.asarray(prompt_ids, dtype=np.int64)
+    v = model.config.vocab_size
+    if prompt.ndim != 1 or len(prompt) == 0:
+        raise ValueError(f"generate_txl: prompt_ids must be a non-empty 1-D sequence, got shape {prompt.shape}")
+    if prompt.min() < 0 or prompt.max() >= v:
+        raise ValueError(f"generate_txl: prompt ids must be in [0, {v})")
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
+        raise ValueError(f"generate_txl: length must be an int >= 0, got {length!r}")
+    if not temperature > 0:
+        raise ValueError(f"generate_txl: temperature must be > 0, got {temperature!r} (use top_k=1 for greedy)")
+    if top_k is not None and not (isinstance(top_k, (int, np.integer)) and 1 <= top_k <= v):
+        raise ValueError(f"generate_txl: top_k must be None or an int in [1, {v}], got {top_k!r}")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    device = model.word_emb.weight.device
+    out = np.empty(length, dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    try:
+        with mt.no_grad():
+            mems, seg = None, model.config.tgt_len
+            for a in range(0, len(prompt), seg):  # the prompt, segment by segment: builds the memory
+                logits, mems = model.forward(to_device(prompt[None, a:a + seg], device), mems)
+            for i in range(length):
+                out[i] = sample_from_logits(to_numpy(logits.data)[0, -1], temperature, top_k, rng)
+                logits, mems = model.forward(to_device(out[None, i:i + 1], device), mems)  # one token, (1, 1)
+    finally:
+        model.train(was_training)
+    return out

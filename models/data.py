@@ -72,10 +72,10 @@ from minitensor.tensor import Tensor
 __all__ = [
     "SPLITS",
     "TEST_PLAYS",
-    "SegmentStream",
     "VALIDATION_PLAYS",
     "CharTokenizer",
     "Corpus",
+    "SegmentStream",
     "clean_play",
     "iterate_eval_batches",
     "load_shakespeare",

@@ -94,9 +94,9 @@ def cached_bpc(model, ids, *, batch_size: int = 1, seg_len: int | None = None,
     ``seg_len`` defaults to the model's ``tgt_len``; the memory length is the model's ``mem_len``.
     ``max_segments`` stops after that many segments (a cheap partial figure during training).
     """
-    ids = data._check_ids(ids, "cached_bpc")  # noqa: SLF001 (the package's own checker)
+    ids = data._check_ids(ids, "cached_bpc")
     seg_len = model.config.tgt_len if seg_len is None else seg_len
-    data._check_positive("cached_bpc", batch_size=batch_size, seg_len=seg_len)  # noqa: SLF001
+    data._check_positive("cached_bpc", batch_size=batch_size, seg_len=seg_len)
     n = (len(ids) - 1) // batch_size  # targets per slice, as SegmentStream lays them out
     if n < 1:
         raise ValueError(f"cached_bpc: the text ({len(ids)} tokens) is too short for {batch_size} slices")
@@ -133,9 +133,9 @@ def vanilla_bpc(model, ids, *, context: int | None = None, windows_per_batch: in
     the predictions of the first, shorter windows so that every counted prediction saw exactly
     $C$ characters.
     """
-    ids = data._check_ids(ids, "vanilla_bpc").astype(np.int64)  # noqa: SLF001
+    ids = data._check_ids(ids, "vanilla_bpc").astype(np.int64)
     context = model.config.n_ctx if context is None else context
-    data._check_positive("vanilla_bpc", context=context, windows_per_batch=windows_per_batch)  # noqa: SLF001
+    data._check_positive("vanilla_bpc", context=context, windows_per_batch=windows_per_batch)
     if context > model.config.n_ctx:
         raise ValueError(f"vanilla_bpc: context {context} is longer than the model's n_ctx={model.config.n_ctx}")
     if len(ids) < 2:

@@ -335,8 +335,8 @@ def test_segment_stream_rows_are_contiguous_and_wrap_around():
     stream = data.SegmentStream(ids, batch_size=3, seg_len=3)
     assert stream.segments_per_pass == 2  # 7 // 3: the tail of 1 token per row is skipped
     x0, y0, s0 = stream.next_segment()
-    x1, y1, s1 = stream.next_segment()
-    x2, y2, s2 = stream.next_segment()
+    x1, _, s1 = stream.next_segment()
+    x2, _, s2 = stream.next_segment()
     assert (s0, s1, s2) == (True, False, True)  # the third call wraps around: reset the memory
     assert x0.dtype == np.int64 and x0.shape == y0.shape == (3, 3)
     np.testing.assert_array_equal(x0, [[0, 1, 2], [7, 8, 9], [14, 15, 16]])

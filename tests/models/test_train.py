@@ -13,6 +13,7 @@ import minitensor.io
 from models import train as tr
 from models.data import CharTokenizer
 from models.gpt import GPT, GPTConfig
+from models.transformer_xl import TransformerXL, TransformerXLConfig
 
 TEXT = ("To be, or not to be, that is the question:\n"
         "Whether 'tis nobler in the mind to suffer\n"
@@ -200,9 +201,6 @@ def test_train_config_rejects_bad_values():
 
 # ----------------------------------------------------------------- Transformer-XL
 
-from models.transformer_xl import TransformerXL, TransformerXLConfig  # noqa: E402
-
-
 def txl_config(**kw):
     return TransformerXLConfig(vocab_size=TOK.vocab_size, **{"d_model": 16, "n_layer": 2, "n_head": 2, "d_head": 8,
                                                              "d_inner": 32, "tgt_len": 12, "mem_len": 10, **kw})
@@ -270,7 +268,7 @@ def test_txl_memory_is_carried_and_reset_at_the_wrap_around(monkeypatch):
 def test_txl_checkpoint_rebuilds_a_transformer_xl(tmp_path):
     model = TransformerXL(txl_config(), rng=0)
     run_txl(tmp_path, model, small_cfg(steps=2))
-    loaded, tok_dict, meta = tr.load_checkpoint(tmp_path)
+    loaded, _, meta = tr.load_checkpoint(tmp_path)
     assert isinstance(loaded, TransformerXL) and meta["model"] == "txl" and not loaded.training
     for (name, p), (name2, q) in zip(model.named_parameters(), loaded.named_parameters()):
         assert name == name2

@@ -334,7 +334,7 @@ def prepare(task: tasks.Task, init: str, cfg: FinetuneConfig, preset: str = "tin
         tokenizer = data.CharTokenizer.from_text(data.load_shakespeare().train, unknown="replace")
         transformer = GPT(GPTConfig.preset(preset, tokenizer.vocab_size), rng=rng)
     else:
-        transformer, tokenizer_dict, _ = load_checkpoint(init)
+        transformer, tokenizer_dict, _ = load_checkpoint(init, expected_model="gpt")
         tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
         transformer.set_rng_state(np.random.default_rng(cfg.seed).bit_generator.state)  # a fresh dropout stream
     encoder = TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)

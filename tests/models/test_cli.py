@@ -247,6 +247,8 @@ def test_txl_errors_are_one_line(tmp_path):
                "--final-eval-batches", "1", "--out", str(run)).returncode == 0
     assert_one_line_error(cli("train", "gpt", "--resume", "--out", str(run)), "'txl', not 'gpt'")
     assert_one_line_error(cli("train", "txl", "--resume", "--mem-len", "4", "--out", str(run)), "--mem-len 4")
+    assert_one_line_error(cli("finetune", "gpt", "--task", "genre", "--per-play", "2", "--init", str(run)),
+                          "'txl', not 'gpt'")  # a checkpoint of another model
     assert_one_line_error(cli("train", "txl", "--seq-len", "0", "--steps", "1", "--out", str(tmp_path / "z")),
                           "tgt_len")
 

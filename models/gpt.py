@@ -34,6 +34,8 @@ from minitensor import nn
 from minitensor.attention import causal_mask, masked_softmax, merge_heads, split_heads
 from minitensor.backend import to_numpy
 
+from .generate import sample_from_logits
+
 __all__ = ["GPT", "PRESETS", "GPTConfig", "load_hf_checkpoint"]
 
 #: Named configurations. ``tiny`` trains on two CPU cores in minutes; ``gpt1`` is the paper's
@@ -295,17 +297,8 @@ class GPT(nn.Module):
             with mt.no_grad():
                 for i in range(length):
                     window = ids[-self.config.n_ctx:]  # slide: keep the most recent n_ctx tokens
-                    logits = to_numpy(self.forward(window[None, :]).data)[0, -1].astype(np.float64)  # (V,)
-                    logits = logits / temperature
-                    if top_k is not None and top_k < v:
-                        kth = np.partition(logits, v - top_k)[v - top_k]  # the k-th largest logit
-                        logits = np.where(logits >= kth, logits, -np.inf)
-                    p = np.exp(logits - logits.max())
-                    p /= p.sum()
-                    # Inverse-CDF sampling with one uniform draw per step: reproducible for a seed.
-                    nxt = min(int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right")), v - 1)
-                    while p[nxt] == 0.0:  # never land on a removed token through rounding at the edges
-                        nxt -= 1
+                    logits = to_numpy(self.forward(window[None, :]).data)[0, -1]  # (V,)
+                    nxt = sample_from_logits(logits, temperature, top_k, rng)  # one uniform draw per step
                     out[i] = nxt
                     ids = np.append(ids, nxt)
         finally:

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "txl the segment length tgt_len (default: the preset's, 64 for tiny)")
     t.add_argument("--mem-len", type=int,
                    help="txl only: memory length M, cached positions per layer (default: the preset's, 64 for tiny)")
+    t.add_argument("--positions", choices=["relative", "absolute"],
+                   help="txl only: relative positions (the paper, default) or absolute ones reused by every segment "
+                        "(the section 1.2.2 ablation)")
     t.add_argument("--lr", type=float, help=f"peak learning rate of AdamW (default: {d['lr']})")
     t.add_argument("--warmup", type=int, help=f"linear warmup steps (default: {d['warmup']}, at most --steps/5)")
     t.add_argument("--min-lr", type=float, help=f"learning rate at the end of the cosine (default: {d['min_lr']})")
@@ -145,6 +148,8 @@ def cmd_train(args) -> int:
     txl = args.model == "txl"
     if args.mem_len is not None and not txl:
         raise ValueError("--mem-len is for txl only (GPT has no memory)")
+    if args.positions is not None and not txl:
+        raise ValueError("--positions is for txl only (GPT always has learned absolute positions)")
     # Check what can be checked before the slow part (loading the corpus): fail fast.
     device = mt.backend.check_device(args.device)
     config_cls.preset(args.preset, vocab_size=1)  # an unknown preset raises ValueError naming the choices
@@ -160,6 +165,9 @@ def cmd_train(args) -> int:
         if txl and args.mem_len is not None and args.mem_len != config.mem_len:
             raise ValueError(f"--mem-len {args.mem_len} differs from the checkpoint's mem_len={config.mem_len}; "
                              "a resumed run keeps its model")
+        if txl and args.positions is not None and args.positions != config.positions:
+            raise ValueError(f"--positions {args.positions} differs from the checkpoint's positions={config.positions}; "
+                             "a resumed run keeps its model")
         settings = {**meta["train_config"], **given}
     else:
         # The vocabulary is the training text's characters; "replace" maps any character only
@@ -170,6 +178,8 @@ def cmd_train(args) -> int:
             overrides = {"tgt_len": args.seq_len} if args.seq_len is not None else {}
             if args.mem_len is not None:
                 overrides["mem_len"] = args.mem_len
+            if args.positions is not None:
+                overrides["positions"] = args.positions
             config = config_cls.preset(args.preset, tokenizer.vocab_size, **overrides)
             settings["seq_len"] = config.tgt_len
         else:
@@ -184,7 +194,8 @@ def cmd_train(args) -> int:
     model = model_cls(config, rng=np.random.default_rng(cfg.seed)).to(device)
     train_ids = tokenizer.encode(corpus.train)
     val_ids = tokenizer.encode(corpus.validation)
-    name = f"Transformer-XL (segment {config.tgt_len}, memory {config.mem_len})" if txl else "GPT"
+    ablation = ", absolute positions" if txl and config.positions == "absolute" else ""
+    name = f"Transformer-XL (segment {config.tgt_len}, memory {config.mem_len}{ablation})" if txl else "GPT"
     print(f"model: {name} {args.preset}, {model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}; "
           f"train {len(train_ids):,} chars, validation {len(val_ids):,} chars; device {device}; output {out}")
     result = train(model, train_ids, val_ids, cfg, out, tokenizer_dict=tokenizer.to_dict(),

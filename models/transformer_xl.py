@@ -52,6 +52,18 @@ $0..N-2$; the last layer's output is never attended to). ``mems=None`` (or
 key still gets the position terms (b), (d)). Convert with ``ours = hf.transpose(1, 0, 2)`` and back
 with ``hf = ours.transpose(1, 0, 2)``; ``init_mems(B, zero_filled=True)`` reproduces HF's start.
 
+Ablation, ``positions="absolute"`` (the source's section 1.2.2, the paper's naive baseline): the same
+recurrence and memory (SG, the memory-aware causal mask, ``same_length``), but ABSOLUTE positions:
+every segment adds the same fixed sinusoid codes $U_{1:L}$ to its embeddings,
+$h_\tau^0 = \sqrt{d}\, E_{s_\tau} + U_{1:L}$ (row $i$ of $U$ is
+:func:`~minitensor.attention.sinusoid_positions`' encoding of position $i$, $i = 0 \dots L-1$,
+whatever $\tau$), and the attention score is the ordinary $A_{\tau,i,j} = q_i^\top k_j$: no $R$,
+no $u, v$, no $W_{k,R}$, so no ``r_net``, ``r_w_bias``, ``r_r_bias`` parameters. The position of a
+memory key is the one it had in ITS segment, so position $i$ of segment $\tau$ and position $i$ of
+segment $\tau - 1$ (in the memory) carry identical codes: the collision that relative positions
+remove. ``U`` is fixed (sinusoid, not learned) so that a segment of any length has codes and the
+variant's parameters are exactly the relative model's minus the position ones.
+
 Dropout is where the original has it: on $h^0$, on $R$, on the attention probabilities
 (``dropatt``), after ``o_net``, after the ReLU and after $W_2$, and on $h^N$ before the output layer.
 """
@@ -89,6 +101,8 @@ PRESETS = {
     "base": {"d_model": 512, "n_layer": 12, "n_head": 8, "d_head": 64, "d_inner": 2048, "tgt_len": 512,
              "mem_len": 512, "dropout": 0.1, "dropatt": 0.0},
 }
+#: ``TransformerXLConfig.positions``: the paper's relative encoding, or the section 1.2.2 ablation.
+POSITIONS = ("relative", "absolute")
 ENWIK8_VOCAB_SIZE = 204  # the distinct bytes of enwik8, the original's byte-level vocabulary
 
 
@@ -100,7 +114,9 @@ class TransformerXLConfig:
     number $M$ of cached positions kept per layer (0: no recurrence), ``clamp_len`` > 0 clamps
     relative distances above it (0: none), ``same_length`` makes every query see the same number
     of keys (``mem_len``, as the original's evaluation), ``untie_r`` gives each layer its own
-    $u, v$, ``pre_lnorm`` moves LayerNorm before each sub-layer.
+    $u, v$, ``pre_lnorm`` moves LayerNorm before each sub-layer. ``positions`` is ``"relative"``
+    (the model of the paper) or ``"absolute"`` (the section 1.2.2 ablation, see the module
+    docstring; ``untie_r`` and ``clamp_len`` belong to relative positions and must stay off).
     """
 
     vocab_size: int
@@ -119,6 +135,7 @@ class TransformerXLConfig:
     pre_lnorm: bool = False
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
+    positions: str = "relative"
 
     def __post_init__(self):
         def is_int(value):
@@ -147,6 +164,12 @@ class TransformerXLConfig:
         for name in ("layer_norm_eps", "init_std"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TransformerXLConfig: {name} must be > 0, got {getattr(self, name)!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"TransformerXLConfig: positions must be one of {list(POSITIONS)}, got {self.positions!r}")
+        if self.positions == "absolute" and (self.untie_r or self.clamp_len):
+            raise ValueError("TransformerXLConfig: untie_r and clamp_len are options of relative positions; with "
+                             f"positions='absolute' they must be False / 0 (got untie_r={self.untie_r}, "
+                             f"clamp_len={self.clamp_len})")
 
     @classmethod
     def preset(cls, name: str, vocab_size: int | None = None, **overrides) -> TransformerXLConfig:
@@ -181,8 +204,9 @@ class TransformerXLConfig:
     def num_parameters(self) -> int:
         """The parameter count, computed without building the model (tied output: only its bias)."""
         d, hd, f = self.d_model, self.n_head * self.d_head, self.d_inner
-        uv = 2 * hd  # u and v
-        per_layer = (d * 3 * hd + d * hd + hd * d + 2 * d  # qkv_net, r_net, o_net, layer_norm
+        rel = self.positions == "relative"
+        uv = 2 * hd if rel else 0  # u and v (none with absolute positions)
+        per_layer = (d * 3 * hd + (d * hd if rel else 0) + hd * d + 2 * d  # qkv_net, r_net, o_net, layer_norm
                      + (d * f + f) + (f * d + d) + 2 * d  # CoreNet.0, CoreNet.3, pos_ff.layer_norm
                      + (uv if self.untie_r else 0))
         return self.vocab_size * d + self.vocab_size + (0 if self.untie_r else uv) + self.n_layer * per_layer
@@ -200,6 +224,12 @@ def position_table(klen: int, d: int, clamp_len: int, dtype) -> np.ndarray:
     table = sinusoid_positions(clamp_len + 1, d, dtype)  # distances clamp_len .. 0
     far = np.repeat(table[:1], klen - (clamp_len + 1), axis=0)  # distances klen-1 .. clamp_len+1 -> clamp_len
     return np.concatenate([far, table], axis=0)
+
+
+def absolute_positions(t: int, d: int, dtype) -> np.ndarray:
+    r"""$U_{1:t}$ (t, d): the sinusoid codes of the positions 0 .. t-1 of a segment (the ablation's
+    absolute positions; every segment gets the same rows)."""
+    return np.ascontiguousarray(sinusoid_positions(t, d, dtype)[::-1])  # its rows run from t-1 down to 0
 
 
 def attention_mask(t: int, m: int, same_length: bool, mem_len: int) -> np.ndarray:
@@ -233,7 +263,8 @@ class RelPartialLearnableMultiHeadAttn(nn.Module):
         self.qkv_net = nn.Linear(c.d_model, 3 * hd, bias=False, rng=rng, dtype=dtype)  # [W_q; W_{k,E}; W_v]
         self.o_net = nn.Linear(hd, c.d_model, bias=False, rng=rng, dtype=dtype)
         self.layer_norm = nn.LayerNorm(c.d_model, c.layer_norm_eps, dtype=dtype)
-        self.r_net = nn.Linear(c.d_model, hd, bias=False, rng=rng, dtype=dtype)  # W_{k,R}
+        if c.positions == "relative":  # absolute positions: no W_{k,R}, no u, v
+            self.r_net = nn.Linear(c.d_model, hd, bias=False, rng=rng, dtype=dtype)  # W_{k,R}
         if c.untie_r:
             self.r_w_bias = nn.Parameter(np.zeros((c.n_head, c.d_head), dtype))  # u of this layer
             self.r_r_bias = nn.Parameter(np.zeros((c.n_head, c.d_head), dtype))  # v of this layer
@@ -252,12 +283,20 @@ class RelPartialLearnableMultiHeadAttn(nn.Module):
         val = F.linear(x, w[2 * hd:])  # v = h~ W_v^T, (B, M+L, H Dh)
         q, k, val = (split_heads(z, self.n_head) for z in (q, k, val))  # (B, H, L, Dh), (B, H, M+L, Dh) x2
         klen = k.shape[2]
-        rk = self.r_net(r).reshape(klen, self.n_head, self.d_head).transpose(1, 0, 2)  # W_{k,R} R: (H, M+L, Dh)
-        scores = relative_scores(q, k, rk, u, v) * (1.0 / math.sqrt(self.d_head))  # (a)+(b)+(c)+(d), (B, H, L, M+L)
+        if r is None:  # absolute positions (ablation): the ordinary q_i^T k_j, positions are inside h
+            qk = q @ k.swapaxes(-1, -2)  # (B, H, L, M+L)
+            scores = qk * (1.0 / math.sqrt(self.d_head))
+            rk = None
+        else:
+            rk = self.r_net(r).reshape(klen, self.n_head, self.d_head).transpose(1, 0, 2)  # W_{k,R} R: (H, M+L, Dh)
+            scores = relative_scores(q, k, rk, u, v) * (1.0 / math.sqrt(self.d_head))  # (a)+(b)+(c)+(d)
         p = masked_softmax(scores, mask)  # future keys (rel-shift garbage included) get probability 0
         if record is not None:
-            terms = relative_scores(q, k, rk, u, v, terms=True)
-            record.update({name: term.data for name, term in terms.items()})
+            if rk is None:
+                record["a"] = qk.data  # the only term
+            else:
+                terms = relative_scores(q, k, rk, u, v, terms=True)
+                record.update({name: term.data for name, term in terms.items()})
             record.update(scores=scores.data, probs=p.data, mask=mask)
         p = self.dropatt(p)
         attn = merge_heads(p @ val)  # alpha: (B, H, L, Dh) -> (B, L, H Dh)
@@ -327,7 +366,7 @@ class TransformerXL(nn.Module):
         self.dropout_rng = np.random.default_rng(rng.integers(2**63))
         c, kw = config, {"rng": rng, "dropout_rng": self.dropout_rng, "dtype": dtype}
         self.word_emb = nn.Embedding(c.vocab_size, c.d_model, rng=rng, dtype=dtype)  # E (V, d)
-        if not c.untie_r:
+        if not c.untie_r and c.positions == "relative":
             self.r_w_bias = nn.Parameter(np.zeros((c.n_head, c.d_head), dtype))  # u, shared by all layers
             self.r_r_bias = nn.Parameter(np.zeros((c.n_head, c.d_head), dtype))  # v, shared by all layers
         self.drop = nn.Dropout(c.dropout, rng=self.dropout_rng)
@@ -409,15 +448,23 @@ class TransformerXL(nn.Module):
         mems, m = self._check_mems(mems, b)
         device = self.word_emb.weight.device
         h = self.word_emb(ids) * math.sqrt(c.d_model)  # h^0 = sqrt(d) E_s, (B, L, d)
+        if c.positions == "absolute":  # h^0 = sqrt(d) E_s + U_{1:L}: the same codes in every segment
+            h = h + mt.Tensor(to_device(absolute_positions(t, c.d_model, self.dtype), device))
         h = self.drop(h)
-        r = mt.Tensor(to_device(position_table(m + t, c.d_model, c.clamp_len, self.dtype), device))  # R, (M+L, d)
-        r = self.drop(r)
+        if c.positions == "relative":
+            r = mt.Tensor(to_device(position_table(m + t, c.d_model, c.clamp_len, self.dtype), device))  # R, (M+L, d)
+            r = self.drop(r)
+        else:
+            r = None
         mask = to_device(attention_mask(t, m, c.same_length, c.mem_len), device)  # (L, M+L)
         hids = []
         for n, layer in enumerate(self.layers):
             hids.append(h)  # the memory of layer n is its input h^{n}
             att = layer.dec_attn
-            u, v = (att.r_w_bias, att.r_r_bias) if c.untie_r else (self.r_w_bias, self.r_r_bias)
+            if c.positions == "absolute":
+                u = v = None
+            else:
+                u, v = (att.r_w_bias, att.r_r_bias) if c.untie_r else (self.r_w_bias, self.r_r_bias)
             h = layer(h=h, mem=mems[n], r=r, u=u, v=v, mask=mask, record=None if records is None else records[n])
         h = self.drop(h)
         return self.crit(h), self._update_mems(hids, mems)
@@ -442,6 +489,8 @@ class TransformerXL(nn.Module):
         ``"scores"`` $= (a+b+c+d)/\sqrt{d_h}$ as the forward used them (forbidden entries NaN too);
         ``"probs"`` the attention probabilities; ``"mask"`` (L, M+L) bool.
         Runs in eval mode (no dropout) without a graph; the training mode is restored.
+        With ``positions="absolute"`` the score is $q_i^\top k_j$ alone: only ``"a"`` is given (with
+        ``"scores"`` $= a/\sqrt{d_h}$, ``"probs"``, ``"mask"``).
         """
         records = [{} for _ in range(self.config.n_layer)]
         was_training = self.training
@@ -456,6 +505,8 @@ class TransformerXL(nn.Module):
             mask = to_numpy(rec["mask"])
             layer = {"mask": mask, "probs": to_numpy(rec["probs"]).copy()}
             for name in ("a", "b", "c", "d", "scores"):
+                if name not in rec:
+                    continue
                 layer[name] = np.where(mask, to_numpy(rec[name]), np.nan)
             out.append(layer)
         return out

@@ -262,3 +262,26 @@ def test_sample_from_a_txl_checkpoint(tmp_path):
     assert runs[0].stdout.startswith("ROMEO:") and len(runs[0].stdout) == len("ROMEO:") + 12 + 1
     assert runs[0].stdout == runs[1].stdout
     assert_one_line_error(cli("sample", "--ckpt", str(tmp_path), "--prompt", "\u2603"), "\u2603")
+
+
+def test_train_txl_absolute_positions_round_trip(tmp_path):
+    from models.train import load_checkpoint
+
+    proc = cli(*TXL[:4], "--steps", "1", "--batch-size", "2", "--seq-len", "8", "--mem-len", "8", "--eval-batches", "1",
+               "--final-eval-batches", "1", "--positions", "absolute", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "Transformer-XL (segment 8, memory 8, absolute positions)" in proc.stdout
+    _, meta = mt.load(tmp_path / "checkpoint.npz", return_metadata=True)
+    assert meta["model_config"]["positions"] == "absolute"
+    model, _, _ = load_checkpoint(tmp_path)
+    assert model.config.positions == "absolute"
+    assert not any("r_net" in n or "r_w_bias" in n for n, _ in model.named_parameters())
+    resumed = cli("train", "txl", "--resume", "--steps", "2", "--final-eval-batches", "1", "--out", str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr  # the config (absolute) comes from the checkpoint
+    assert cli("sample", "--ckpt", str(tmp_path), "--prompt", "ROMEO:", "--length", "5").returncode == 0
+    assert_one_line_error(cli("train", "txl", "--resume", "--positions", "relative", "--out", str(tmp_path)),
+                          "--positions relative")
+    assert_one_line_error(cli("train", "gpt", "--positions", "absolute", "--out", str(tmp_path / "g")),
+                          "--positions", "txl only")
+    proc = cli("train", "txl", "--positions", "sinusoid", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr

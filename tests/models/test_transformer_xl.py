@@ -489,3 +489,154 @@ def test_load_hf_checkpoint_bad_files(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="pickle"):
         load_hf_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------------- ablation: absolute positions
+
+def ref_forward_absolute(P, ids, mems, cfg):
+    """The section 1.2.2 baseline written plainly: h^0 = sqrt(d) E + U_{1:L} (positions 0..L-1 in EVERY
+    segment, the sinusoid formula), memory concatenated, ordinary q.k scores, the memory-aware causal mask."""
+    b_, t = ids.shape
+    d, nh, dh = cfg.d_model, cfg.n_head, cfg.d_head
+    hd = nh * dh
+    m = 0 if mems is None else mems[0].shape[1]
+    klen = m + t
+    dist = m + np.arange(t)[:, None] - np.arange(klen)[None, :]
+    allowed = dist >= 0
+    if cfg.same_length:
+        allowed &= dist < cfg.mem_len
+    h = P["word_emb.weight"][ids] * math.sqrt(d) + ref_sinusoid(np.arange(t), d, "interleaved")
+    hids = []
+    for n in range(cfg.n_layer):
+        def g(k, n=n):
+            return P[f"layers.{n}.{k}"]
+        hids.append(h)
+        ht = h if m == 0 else np.concatenate([mems[n], h], 1)
+        ln = (g("dec_attn.layer_norm.weight"), g("dec_attn.layer_norm.bias"), cfg.layer_norm_eps)
+        x = ref_ln(ht, *ln) if cfg.pre_lnorm else ht
+        W = g("dec_attn.qkv_net.weight")
+        q = (x[:, m:] @ W[:hd].T).reshape(b_, t, nh, dh)
+        k = (x @ W[hd:2 * hd].T).reshape(b_, klen, nh, dh)
+        val = (x @ W[2 * hd:].T).reshape(b_, klen, nh, dh)
+        s = np.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(dh)
+        s = np.where(allowed, s, -np.inf)
+        e = np.exp(s - s.max(-1, keepdims=True))
+        p = e / e.sum(-1, keepdims=True)
+        attn = np.einsum("bhij,bjhd->bihd", p, val).reshape(b_, t, hd)
+        o = h + attn @ g("dec_attn.o_net.weight").T
+        o = o if cfg.pre_lnorm else ref_ln(o, *ln)
+        ln2 = (g("pos_ff.layer_norm.weight"), g("pos_ff.layer_norm.bias"), cfg.layer_norm_eps)
+
+        def ff(z, n=n):
+            z = np.maximum(z @ g("pos_ff.CoreNet.0.weight").T + g("pos_ff.CoreNet.0.bias"), 0)
+            return z @ g("pos_ff.CoreNet.3.weight").T + g("pos_ff.CoreNet.3.bias")
+        h = o + ff(ref_ln(o, *ln2)) if cfg.pre_lnorm else ref_ln(o + ff(o), *ln2)
+    logits = h @ P["word_emb.weight"].T + P["crit.out_layers.0.bias"]
+    new_mems = []
+    for n in range(cfg.n_layer):
+        cat = hids[n] if m == 0 else np.concatenate([mems[n], hids[n]], 1)
+        new_mems.append(cat[:, max(0, cat.shape[1] - cfg.mem_len):])
+    return logits, new_mems
+
+
+@pytest.mark.parametrize("overrides", [{}, {"pre_lnorm": True}, {"same_length": True, "mem_len": 3}])
+def test_absolute_positions_two_segments_with_memory_match_reference(overrides):
+    model = tiny_model(positions="absolute", **overrides)
+    cfg, P = model.config, model.state_dict()
+    ids1, ids2 = ids_batch(seed=1), ids_batch(t=4, seed=2)
+    logits1, mems1 = model(ids1)
+    want1, ref_mems1 = ref_forward_absolute(P, ids1, None, cfg)
+    np.testing.assert_allclose(logits1.numpy(), want1, rtol=1e-10, atol=1e-12)
+    for got, want in zip(mems1, ref_mems1):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    logits2, mems2 = model(ids2, mems1)
+    want2, ref_mems2 = ref_forward_absolute(P, ids2, ref_mems1, cfg)
+    np.testing.assert_allclose(logits2.numpy(), want2, rtol=1e-10, atol=1e-12)
+    for got, want in zip(mems2, ref_mems2):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(model(ids2)[0].numpy(), logits2.numpy())  # the memory is used
+    # and it is not the relative model: same config otherwise, other function
+    assert not np.allclose(ref_forward(tiny_model(**overrides).state_dict(), ids1, None, cfg)[0], want1)
+
+
+def test_absolute_positions_loss_gradients_pass_a_directional_check():
+    model = tiny_model(positions="absolute")
+    ids1, ids2, targets = ids_batch(seed=5), ids_batch(t=4, seed=6), ids_batch(t=4, seed=7)
+    _, mems = model(ids1)
+    loss, _ = model.loss(ids2, targets, mems)
+    want = ref_ce(ref_forward_absolute(model.state_dict(), ids2, mems, model.config)[0], targets)
+    np.testing.assert_allclose(loss.item(), want, rtol=1e-10)
+    params = model.parameters()
+
+    def fn(*ps):
+        return model.loss(ids2, targets, mems)[0]
+
+    assert directional_check(fn, *params, n_directions=3)
+    fn().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and np.abs(p.grad).max() > 0, name
+
+
+def test_absolute_positions_parameters():
+    rel, ab = tiny_model(), tiny_model(positions="absolute")
+    rel_names, ab_names = set(dict(rel.named_parameters())), set(dict(ab.named_parameters()))
+    gone = {"r_w_bias", "r_r_bias"} | {f"layers.{n}.dec_attn.r_net.weight" for n in range(2)}
+    assert gone <= rel_names
+    assert ab_names == rel_names - gone  # no W_{k,R}, no u, no v; everything else named as before
+    for c in (ab.config, TransformerXLConfig.preset("tiny", vocab_size=65, positions="absolute")):
+        assert TransformerXL(c, rng=0).num_parameters() == c.num_parameters()
+    c = rel.config
+    hd = c.n_head * c.d_head
+    assert rel.num_parameters() - ab.num_parameters() == c.n_layer * c.d_model * hd + 2 * hd
+    # old configs (saved before the field existed) are relative
+    d = rel.config.to_dict()
+    assert d.pop("positions") == "relative"
+    assert TransformerXLConfig.from_dict(d).positions == "relative"
+    assert TransformerXLConfig.from_dict(ab.config.to_dict()) == ab.config
+
+
+def test_absolute_positions_collide_across_segments():
+    """Every segment adds the same U_{1:L}: position i of the memory and position i of the current
+    segment carry the same code, so identical text in both gets identical keys and scores."""
+    model = tiny_model(positions="absolute", mem_len=10).eval()
+    d, t = model.config.d_model, 5
+    ids1, ids2 = ids_batch(seed=1), ids_batch(seed=2)
+    _, mems1 = model(ids1)
+    _, mems2 = model(ids2, mems1)
+    h0 = mems2[0]  # layer 0's input, h^0, of both segments: (B, 2t, d)
+    emb = model.word_emb.weight.data * math.sqrt(d)
+    codes1 = h0[:, :t] - emb[ids1]
+    codes2 = h0[:, t:] - emb[ids2]
+    u = ref_sinusoid(np.arange(t), d, "interleaved")  # U_{1:L}: positions 0..L-1
+    np.testing.assert_allclose(codes1, np.broadcast_to(u, codes1.shape), atol=1e-12)
+    np.testing.assert_allclose(codes2, codes1, atol=1e-12)  # the collision
+    # The same text repeated: a query cannot tell memory key j from current key j (absolute), while
+    # relative positions see them at distances that differ by M.
+    _, mem = model(ids1)
+    a = model.score_terms(ids1, mem)[0]["scores"]  # (B, H, t, M + t), M = t
+    rel = tiny_model(mem_len=10).eval()
+    _, rmem = rel(ids1)
+    r = rel.score_terms(ids1, rmem)[0]["scores"]
+    for i in range(t):
+        np.testing.assert_allclose(a[:, :, i, :i + 1], a[:, :, i, t:t + i + 1], atol=1e-12)
+        assert not np.allclose(r[:, :, i, :i + 1], r[:, :, i, t:t + i + 1])
+
+
+def test_absolute_positions_score_terms_have_only_a():
+    model = tiny_model(positions="absolute")
+    _, mems = model(ids_batch(seed=3))
+    layers = model.score_terms(ids_batch(t=3, seed=4), mems)
+    for layer in layers:
+        assert set(layer) == {"a", "scores", "probs", "mask"}
+        mask = layer["mask"]
+        np.testing.assert_allclose(layer["a"][..., mask] / math.sqrt(3), layer["scores"][..., mask], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"positions": "rotary"}, "positions must be one of"),
+    ({"positions": "absolute", "untie_r": True}, "untie_r and clamp_len"),
+    ({"positions": "absolute", "clamp_len": 3}, "untie_r and clamp_len"),
+])
+def test_positions_config_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TransformerXLConfig(vocab_size=10, **kw)

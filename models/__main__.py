@@ -1,10 +1,11 @@
-"""The command line: ``python -m models train|sample|finetune|task ...``.
+"""The command line: ``python -m models train|sample|evaluate|finetune|task ...``.
 
     python -m models train gpt --preset tiny                 # a few minutes on 2 CPU cores
     python -m models train gpt --preset tiny --stop-at 200   # ...or in pieces: stop after step 200,
     python -m models train gpt --preset tiny --resume        # then continue exactly where it stopped
     python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
+    python -m models evaluate --ckpt runs/txl-tiny           # test bpc: cached (txl) or sliding window (gpt)
     python -m models finetune gpt --task follows --init runs/gpt-tiny   # L_3 = L_2 + 0.5 L_1
     python -m models task next-speech --show 3               # look at a task's examples
 
@@ -94,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=20, help="sample among the k likeliest characters; 0 = all (default: 20)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler: same seed, same text (default: 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+    e = sub.add_parser("evaluate", help="bits per character of a checkpoint on the test (or validation) plays",
+                       description="Evaluate a trained checkpoint on a held-out split. Transformer-XL: cached "
+                                   "evaluation (one pass, segment after segment, memory of the checkpoint's mem_len "
+                                   "carried, batch 1). GPT: the vanilla sliding window of --context characters, "
+                                   "one character at a time, only the last position predicted (Figure 1b). "
+                                   "Prints one line: model, split, characters, bpc, seconds, tokens/s.")
+    e.add_argument("--ckpt", required=True, help="a checkpoint directory (written by train --out) or its checkpoint.npz")
+    e.add_argument("--split", choices=["test", "validation"], default="test", help="which held-out plays (default: test)")
+    e.add_argument("--max-chars", type=int, default=None,
+                   help="evaluate only the first N characters of the split (default: all of it)")
+    e.add_argument("--context", type=int, default=None,
+                   help="gpt only: the sliding window C, at most the model's n_ctx (default: n_ctx)")
+    e.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
     f = sub.add_parser("finetune", help="fine-tune a pretrained GPT on a task (L_3 = L_2 + lambda L_1)",
                        description="Fine-tune GPT-1 on one of the corpus tasks (or a task file): the input "
@@ -240,6 +255,52 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    import time
+
+    import minitensor as mt
+
+    from . import data
+    from .evaluate import cached_bpc, vanilla_bpc
+    from .train import load_checkpoint
+
+    if args.max_chars is not None and args.max_chars < 2:
+        raise ValueError(f"--max-chars must be >= 2 (one character of context, one to predict), got {args.max_chars}")
+    if args.context is not None and args.context < 1:
+        raise ValueError(f"--context must be >= 1, got {args.context}")
+    device = mt.backend.check_device(args.device)
+    model, tokenizer_dict, meta = load_checkpoint(args.ckpt)
+    txl = meta["model"] == "txl"
+    if txl and args.context is not None:
+        raise ValueError("--context is for gpt only (Transformer-XL's context is its segment plus mem_len "
+                         f"{model.config.mem_len}, fixed by the checkpoint)")
+    if not txl and args.context is not None and args.context > model.config.n_ctx:
+        raise ValueError(f"--context {args.context} is longer than the model's context n_ctx={model.config.n_ctx}")
+    model.to(device)
+    # The checkpoint's own tokenizer, as in training: a character only the held-out plays use
+    # becomes the unknown symbol (train saves its tokenizer with unknown="replace").
+    tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
+    text = getattr(data.load_shakespeare(), args.split)
+    total = len(text)
+    if args.max_chars is not None:
+        text = text[: args.max_chars]
+    ids = tokenizer.encode(text)
+    start = time.perf_counter()
+    if txl:
+        result = cached_bpc(model, ids, batch_size=1)
+        how = f"Transformer-XL, cached evaluation (segment {model.config.tgt_len}, memory {model.config.mem_len})"
+    else:
+        context = model.config.n_ctx if args.context is None else args.context
+        result = vanilla_bpc(model, ids, context=context)
+        how = f"GPT, vanilla sliding window (context {context}, last position only)"
+    seconds = time.perf_counter() - start
+    scope = "all" if len(text) == total else f"the first {len(text):,} of"
+    print(f"{how}: {args.split} split, {scope} {total:,} characters ({result.n_predicted:,} predicted): "
+          f"bpc {result.bpc:.4f}, {seconds:.2f} s, {result.n_predicted / max(seconds, 1e-9):,.0f} tokens/s "
+          f"(device {device})")
+    return 0
+
+
 def _build_task(name, per_play):
     from . import tasks
 
@@ -302,7 +363,7 @@ def cmd_task(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "sample": cmd_sample, "finetune": cmd_finetune,
+        return {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "finetune": cmd_finetune,
                 "task": cmd_task}[args.command](args)
     except KeyboardInterrupt:
         print("\ninterrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)

@@ -285,3 +285,42 @@ def test_train_txl_absolute_positions_round_trip(tmp_path):
                           "--positions", "txl only")
     proc = cli("train", "txl", "--positions", "sinusoid", "--out", str(tmp_path / "x"))
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+# ----------------------------------------------------------------- evaluate (cached vs sliding window)
+
+def _bpc(proc):
+    return float(proc.stdout.split("bpc ")[1].split(",")[0])
+
+
+def test_evaluate_gpt_sliding_window(trained):
+    out, _ = trained
+    proc = cli("evaluate", "--ckpt", str(out), "--max-chars", "200")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 1
+    assert "GPT, vanilla sliding window (context 128" in proc.stdout
+    assert "test split, the first 200 of" in proc.stdout and "tokens/s" in proc.stdout
+    assert 4.0 < _bpc(proc) < 8.0  # 3 steps from a random init
+    short = cli("evaluate", "--ckpt", str(out), "--max-chars", "200", "--context", "16", "--split", "validation")
+    assert short.returncode == 0, short.stderr
+    assert "(context 16" in short.stdout and "validation split" in short.stdout
+
+
+def test_evaluate_txl_cached(tmp_path):
+    assert cli(*TXL[:4], "--steps", "1", "--batch-size", "2", "--seq-len", "8", "--mem-len", "8", "--eval-batches", "1",
+               "--final-eval-batches", "1", "--out", str(tmp_path)).returncode == 0
+    proc = cli("evaluate", "--ckpt", str(tmp_path), "--max-chars", "200")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.strip().splitlines()) == 1
+    assert "Transformer-XL, cached evaluation (segment 8, memory 8)" in proc.stdout
+    assert "test split, the first 200 of" in proc.stdout and "(199 predicted)" in proc.stdout
+    assert 4.0 < _bpc(proc) < 8.0
+    assert_one_line_error(cli("evaluate", "--ckpt", str(tmp_path), "--context", "8"), "--context", "gpt only")
+
+
+def test_evaluate_errors_are_one_line(trained, tmp_path):
+    out, _ = trained
+    assert_one_line_error(cli("evaluate", "--ckpt", str(out), "--context", "999"), "--context 999", "n_ctx=128")
+    assert_one_line_error(cli("evaluate", "--ckpt", str(tmp_path / "nope")), "no checkpoint", "nope")
+    assert_one_line_error(cli("evaluate"), "--ckpt")
+    assert_one_line_error(cli("evaluate", "--ckpt", str(out), "--split", "train"), "invalid choice")

@@ -1,0 +1,450 @@
+r"""Longformer (Beltagy et al., 2020): a RoBERTa-style encoder with banded self-attention.
+
+The model of the source's section 2.2 (``source/seed-transformer-xl-longformer-gpt.txt``):
+
+- 2.2.1 sliding window: token $i$ attends to $w/2$ tokens on each side ($w$ = ``attention_window``
+  of that layer, even, as in HF's ``LongformerConfig``);
+- 2.2.2 dilation: with dilation $d$ the window's keys are $i + (j - w/2)\,d$ (per layer, per head);
+- 2.2.3 global attention: tokens marked in ``global_mask`` attend to every token and every token
+  attends to them. Global rows use their own projections $Q_g, K_g, V_g$ (``query_global``,
+  ``key_global``, ``value_global``); local rows score the global keys with $Q_s, K_s$ and mix $V_s$.
+
+All of that lives in :func:`minitensor.attention.banded_attention`; this module only builds the
+encoder around it. Blocks are POST-LN as in BERT/RoBERTa:
+
+$$a = \mathrm{LN}(x + \mathrm{Attn}(x) W_O),\qquad y = \mathrm{LN}(a + \mathrm{GELU}(a W_1 + b_1) W_2 + b_2)$$
+
+with the exact (erf) GELU, RoBERTa's ``hidden_act="gelu"``.
+
+Parameter names follow Hugging Face's ``LongformerModel`` (``embeddings.word_embeddings``,
+``encoder.layer.N.attention.self.query_global``, ``...attention.output.LayerNorm``,
+``...intermediate.dense``, ``...output.dense`` ...), so :func:`load_hf_checkpoint` is a key match.
+
+Any length 1..``max_len`` is accepted: :func:`banded_attention` handles a T that is not a multiple
+of the window itself (it pads its residue subsequences and query chunks internally), so unlike HF
+no padding to a window multiple is done here.
+
+Padding: ``padding_mask`` (B, T) bool, True = real token. Padded keys are never attended and padded
+tokens are never global; outputs at padded positions are computed but mean nothing.
+
+Positions (RoBERTa's offset): position ids are ``pad_id + cumsum(ids != pad_id)`` for real tokens
+and ``pad_id`` for pad tokens (HF's ``create_position_ids_from_input_ids``), so the first real
+token has position ``pad_id + 1`` (2 for RoBERTa's ``pad_id=1``). The position table therefore has
+``max_len + pad_id + 1`` rows (4,098 for ``longformer-base-4096``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+import minitensor as mt
+import minitensor.functional as F
+from minitensor import nn
+from minitensor.attention import banded_attention, merge_heads, split_heads
+
+__all__ = ["PRESETS", "Longformer", "LongformerConfig", "LongformerForSequenceClassification",
+           "load_hf_checkpoint"]
+
+#: Named configurations. ``tiny`` runs on a CPU in tests and lessons; ``base`` is
+#: ``longformer-base-4096``: 12 layers, 768 wide, 12 heads, window 512 in every layer, 4,096 tokens.
+PRESETS = {
+    "tiny": {"d_model": 64, "n_layer": 2, "n_head": 4, "d_ff": 256, "max_len": 512, "attention_window": 16},
+    "base": {"d_model": 768, "n_layer": 12, "n_head": 12, "d_ff": 3072, "max_len": 4096,
+             "attention_window": 512},
+}
+ROBERTA_VOCAB_SIZE = 50265  # the BPE vocabulary of RoBERTa / longformer-base-4096
+
+
+def _is_int(x):
+    return not isinstance(x, bool) and isinstance(x, (int, np.integer))
+
+
+@dataclass
+class LongformerConfig:
+    """Hyper-parameters of a Longformer encoder.
+
+    ``attention_window``: one even int $w$ (w/2 keys on each side) for every layer, or one per layer
+    (growing with depth is the paper's choice for char-LM). ``dilation``: one int for everything, one
+    per layer, or per layer a list with one int per head. After construction both are normalised to
+    per-layer lists (``dilation`` to a list of per-head lists).
+    """
+
+    vocab_size: int
+    d_model: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    d_ff: int | None = None
+    max_len: int = 512
+    attention_window: int | list = 16
+    dilation: int | list = 1
+    hidden_dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+    init_std: float = 0.02
+    pad_id: int = 1
+
+    def __post_init__(self):
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        for name in ("vocab_size", "d_model", "n_layer", "n_head", "d_ff", "max_len"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"LongformerConfig: {name} must be a positive int, got {value!r}")
+            setattr(self, name, int(value))
+        if self.d_model % self.n_head:
+            raise ValueError(f"LongformerConfig: d_model={self.d_model} is not divisible by n_head={self.n_head}")
+        if not _is_int(self.pad_id) or not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"LongformerConfig: pad_id must be an int in [0, vocab_size={self.vocab_size}), "
+                             f"got {self.pad_id!r}")
+        self.pad_id = int(self.pad_id)
+        self.attention_window = self._per_layer_window(self.attention_window)
+        self.dilation = self._per_layer_dilation(self.dilation)
+        if not 0.0 <= self.hidden_dropout < 1.0:
+            raise ValueError(f"LongformerConfig: hidden_dropout must be in [0, 1), got {self.hidden_dropout!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"LongformerConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if not self.init_std > 0:
+            raise ValueError(f"LongformerConfig: init_std must be > 0, got {self.init_std!r}")
+
+    def _per_layer_window(self, w):
+        ws = [w] * self.n_layer if _is_int(w) else list(w) if isinstance(w, (list, tuple)) else None
+        if ws is None or len(ws) != self.n_layer:
+            raise ValueError(f"LongformerConfig: attention_window must be an int or a list of {self.n_layer} ints "
+                             f"(one per layer), got {w!r}")
+        for x in ws:
+            if not _is_int(x) or x <= 0 or x % 2:
+                raise ValueError(f"LongformerConfig: attention_window must be even positive ints (w/2 on each "
+                                 f"side), got {w!r}")
+        return [int(x) for x in ws]
+
+    def _per_layer_dilation(self, d):
+        ds = [d] * self.n_layer if _is_int(d) else list(d) if isinstance(d, (list, tuple)) else None
+        if ds is None or len(ds) != self.n_layer:
+            raise ValueError(f"LongformerConfig: dilation must be an int, or a list of {self.n_layer} entries "
+                             f"(one per layer, each an int or {self.n_head} ints per head), got {d!r}")
+        out = []
+        for x in ds:
+            heads = [x] * self.n_head if _is_int(x) else list(x) if isinstance(x, (list, tuple)) else None
+            if heads is None or len(heads) != self.n_head or not all(_is_int(h) and h >= 1 for h in heads):
+                raise ValueError(f"LongformerConfig: dilation must hold positive ints, per layer one or "
+                                 f"{self.n_head} (one per head), got {d!r}")
+            out.append([int(h) for h in heads])
+        return out
+
+    @property
+    def n_positions(self) -> int:
+        """Rows of the position table: ``max_len`` real positions after RoBERTa's offset ``pad_id + 1``."""
+        return self.max_len + self.pad_id + 1
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int | None = None, **overrides) -> LongformerConfig:
+        """``"tiny"`` or ``"base"``; ``vocab_size`` is required for ``tiny``, ``base`` defaults to 50,265."""
+        if name not in PRESETS:
+            raise ValueError(f"LongformerConfig.preset: unknown preset {name!r}; choose from {sorted(PRESETS)}")
+        if vocab_size is None:
+            if name != "base":
+                raise ValueError(f"LongformerConfig.preset({name!r}): vocab_size is required")
+            vocab_size = ROBERTA_VOCAB_SIZE
+        return cls(vocab_size=vocab_size, **{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LongformerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"LongformerConfig.from_dict: unknown fields {unknown} (is this a Longformer config?)")
+        if "vocab_size" not in d:
+            raise ValueError("LongformerConfig.from_dict: the field 'vocab_size' is missing")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------- layers
+
+class LongformerSelfAttention(nn.Module):
+    r"""$Q_s, K_s, V_s$ (``query``, ``key``, ``value``) for the band, $Q_g, K_g, V_g$ for global rows;
+    the band/global rules are :func:`banded_attention`'s."""
+
+    def __init__(self, config: LongformerConfig, layer: int, *, rng, dtype):
+        d = config.d_model
+        self.n_head = config.n_head
+        self.window = config.attention_window[layer]
+        self.dilation = tuple(config.dilation[layer])
+        for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
+            setattr(self, name, nn.Linear(d, d, rng=rng, dtype=dtype))
+
+    def forward(self, x, *, global_mask=None, padding_mask=None):
+        def heads(lin):
+            return split_heads(lin(x), self.n_head)  # (B, T, d) -> (B, H, T, Dh)
+
+        q, k, v = heads(self.query), heads(self.key), heads(self.value)  # Q_s, K_s, V_s
+        glob = {}
+        if global_mask is not None and global_mask.any():
+            glob = {"global_mask": global_mask, "q_global": heads(self.query_global),  # Q_g
+                    "k_global": heads(self.key_global), "v_global": heads(self.value_global)}  # K_g, V_g
+        o = banded_attention(q, k, v, window=self.window, dilation=self.dilation,
+                             key_padding_mask=padding_mask, **glob)  # (B, H, T, Dh)
+        return merge_heads(o)  # (B, T, d)
+
+
+class _DenseLN(nn.Module):
+    r"""HF's ``LongformerSelfOutput`` / ``LongformerOutput``: $\mathrm{LN}(\mathrm{residual} + \mathrm{drop}(x W + b))$."""
+
+    def __init__(self, d_in, d, eps, dropout, *, rng, dropout_rng, dtype):
+        self.dense = nn.Linear(d_in, d, rng=rng, dtype=dtype)
+        self.LayerNorm = nn.LayerNorm(d, eps, dtype=dtype)
+        self.dropout = nn.Dropout(dropout, rng=dropout_rng)
+
+    def forward(self, x, residual):
+        return self.LayerNorm(residual + self.dropout(self.dense(x)))
+
+
+class _Attention(nn.Module):
+    def __init__(self, config, layer, *, rng, dropout_rng, dtype):
+        self.self = LongformerSelfAttention(config, layer, rng=rng, dtype=dtype)
+        self.output = _DenseLN(config.d_model, config.d_model, config.layer_norm_eps, config.hidden_dropout,
+                               rng=rng, dropout_rng=dropout_rng, dtype=dtype)
+
+    def forward(self, x, *, global_mask, padding_mask):
+        return self.output(self.self(x, global_mask=global_mask, padding_mask=padding_mask), x)
+
+
+class _Intermediate(nn.Module):
+    def __init__(self, config, *, rng, dtype):
+        self.dense = nn.Linear(config.d_model, config.d_ff, rng=rng, dtype=dtype)
+
+    def forward(self, x):
+        return F.gelu(self.dense(x), approximate="none")  # RoBERTa's exact GELU x Φ(x)
+
+
+class LongformerLayer(nn.Module):
+    """One post-LN encoder block: attention -> add & LN -> FFN -> add & LN."""
+
+    def __init__(self, config, layer, *, rng, dropout_rng, dtype):
+        self.attention = _Attention(config, layer, rng=rng, dropout_rng=dropout_rng, dtype=dtype)
+        self.intermediate = _Intermediate(config, rng=rng, dtype=dtype)
+        self.output = _DenseLN(config.d_ff, config.d_model, config.layer_norm_eps, config.hidden_dropout,
+                               rng=rng, dropout_rng=dropout_rng, dtype=dtype)
+
+    def forward(self, x, *, global_mask=None, padding_mask=None):
+        a = self.attention(x, global_mask=global_mask, padding_mask=padding_mask)
+        return self.output(self.intermediate(a), a)
+
+
+class _Embeddings(nn.Module):
+    def __init__(self, config, *, rng, dropout_rng, dtype):
+        d = config.d_model
+        self.word_embeddings = nn.Embedding(config.vocab_size, d, rng=rng, dtype=dtype)
+        self.position_embeddings = nn.Embedding(config.n_positions, d, rng=rng, dtype=dtype)
+        # RoBERTa has one token type; kept so HF checkpoints load as they are (added to every token)
+        self.token_type_embeddings = nn.Embedding(1, d, rng=rng, dtype=dtype)
+        self.LayerNorm = nn.LayerNorm(d, config.layer_norm_eps, dtype=dtype)
+        self.dropout = nn.Dropout(config.hidden_dropout, rng=dropout_rng)
+        self.pad_id = config.pad_id
+
+    def forward(self, ids):
+        real = (ids != self.pad_id).astype(np.int64)
+        pos = np.cumsum(real, axis=1) * real + self.pad_id  # RoBERTa: first real token at pad_id + 1
+        h = self.word_embeddings(ids) + self.position_embeddings(pos) + self.token_type_embeddings(
+            np.zeros_like(ids))  # (B, T, d)
+        return self.dropout(self.LayerNorm(h))
+
+
+class _Encoder(nn.Module):
+    def __init__(self, config, *, rng, dropout_rng, dtype):
+        self.layer = nn.ModuleList(LongformerLayer(config, i, rng=rng, dropout_rng=dropout_rng, dtype=dtype)
+                                   for i in range(config.n_layer))
+
+    def forward(self, h, *, global_mask, padding_mask):
+        for layer in self.layer:
+            h = layer(h, global_mask=global_mask, padding_mask=padding_mask)
+        return h
+
+
+def _init_weights(module, rng, std, dtype):
+    """N(0, std) for weights and embeddings, zeros for biases, ones for LN gains (as HF/RoBERTa)."""
+    for name, p in module.named_parameters():
+        if name.endswith(".bias"):
+            p.data = np.zeros(p.shape, dtype)
+        elif "LayerNorm" in name:
+            p.data = np.ones(p.shape, dtype)
+        else:
+            p.data = rng.standard_normal(p.shape, dtype=dtype) * dtype.type(std)
+
+
+def _bool_mask(m, shape, name):
+    if m is None:
+        return None
+    m = np.asarray(m.data if isinstance(m, mt.Tensor) else m)
+    if m.dtype != np.bool_:
+        raise TypeError(f"Longformer: {name} must be bool (True = {'global' if name == 'global_mask' else 'real'}), "
+                        f"got dtype {m.dtype}")
+    if m.shape != shape:
+        raise ValueError(f"Longformer: {name} must have the shape of ids {shape}, got {m.shape}")
+    return m
+
+
+class Longformer(nn.Module):
+    """The Longformer encoder. ``forward(ids, global_mask=None, padding_mask=None)`` -> hidden (B, T, d).
+
+    ``rng`` (Generator or int seed) draws the weights and seeds one dropout generator;
+    ``dtype`` float32 by default, float64 in tests.
+    """
+
+    def __init__(self, config: LongformerConfig, rng=None, *, dtype=np.float32):
+        if not isinstance(config, LongformerConfig):
+            raise TypeError(f"Longformer: config must be a LongformerConfig, got {type(config).__name__}")
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Longformer: dtype must be a float dtype, got {dtype}")
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.config = config
+        self.dropout_rng = np.random.default_rng(rng.integers(2**63))
+        kw = {"rng": rng, "dropout_rng": self.dropout_rng, "dtype": dtype}
+        self.embeddings = _Embeddings(config, **kw)
+        self.encoder = _Encoder(config, **kw)
+        _init_weights(self, rng, config.init_std, dtype)
+
+    def _check_ids(self, ids):
+        data = np.asarray(ids.data if isinstance(ids, mt.Tensor) else ids)
+        if data.dtype.kind not in "iu":
+            raise TypeError(f"Longformer: token ids must be integers, got dtype {data.dtype}")
+        if data.ndim != 2:
+            raise ValueError(f"Longformer: ids must have shape (B, T), got {data.shape}")
+        if not 1 <= data.shape[1] <= self.config.max_len:
+            raise ValueError(f"Longformer: sequence length {data.shape[1]} must be between 1 and "
+                             f"max_len={self.config.max_len}")
+        if data.min() < 0 or data.max() >= self.config.vocab_size:
+            raise ValueError(f"Longformer: token ids must be in [0, vocab_size={self.config.vocab_size})")
+        return data
+
+    def forward(self, ids, global_mask=None, padding_mask=None) -> mt.Tensor:
+        ids = self._check_ids(ids)
+        global_mask = _bool_mask(global_mask, ids.shape, "global_mask")
+        padding_mask = _bool_mask(padding_mask, ids.shape, "padding_mask")
+        if global_mask is not None and padding_mask is not None:
+            global_mask = global_mask & padding_mask  # a pad token is never global
+        h = self.embeddings(ids)  # (B, T, d)
+        return self.encoder(h, global_mask=global_mask, padding_mask=padding_mask)
+
+    def get_rng_state(self) -> dict:
+        return self.dropout_rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.dropout_rng.bit_generator.state = state
+
+
+class _ClassificationHead(nn.Module):
+    r"""HF's ``LongformerClassificationHead``: $\tanh(h_{CLS} W + b)$, dropout, then ``out_proj``."""
+
+    def __init__(self, config, num_labels, *, rng, dropout_rng, dtype):
+        self.dense = nn.Linear(config.d_model, config.d_model, rng=rng, dtype=dtype)
+        self.dropout = nn.Dropout(config.hidden_dropout, rng=dropout_rng)
+        self.out_proj = nn.Linear(config.d_model, num_labels, rng=rng, dtype=dtype)
+
+    def forward(self, h_cls):
+        return self.out_proj(self.dropout(mt.tanh(self.dense(self.dropout(h_cls)))))
+
+
+class LongformerForSequenceClassification(nn.Module):
+    """Encoder + classification head on position 0 (CLS, ``<s>``), which is made global automatically
+    (the paper's choice for classification). ``forward(ids, global_mask=None, padding_mask=None)`` -> logits
+    (B, num_labels); ``loss(ids, labels, ...)`` the mean cross-entropy."""
+
+    def __init__(self, config: LongformerConfig, num_labels: int, rng=None, *, dtype=np.float32):
+        if not _is_int(num_labels) or num_labels < 1:
+            raise ValueError(f"LongformerForSequenceClassification: num_labels must be a positive int, "
+                             f"got {num_labels!r}")
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.config, self.num_labels = config, int(num_labels)
+        self.longformer = Longformer(config, rng, dtype=dtype)
+        self.classifier = _ClassificationHead(config, self.num_labels, rng=rng,
+                                              dropout_rng=self.longformer.dropout_rng, dtype=np.dtype(dtype))
+        _init_weights(self.classifier, rng, config.init_std, np.dtype(dtype))
+
+    def forward(self, ids, global_mask=None, padding_mask=None) -> mt.Tensor:
+        shape = np.shape(ids.data if isinstance(ids, mt.Tensor) else ids)
+        g = _bool_mask(global_mask, shape, "global_mask")
+        g = np.zeros(shape, bool) if g is None else g.copy()
+        g[:, 0] = True  # CLS is global
+        h = self.longformer(ids, global_mask=g, padding_mask=padding_mask)  # (B, T, d)
+        return self.classifier(h[:, 0])  # (B, num_labels)
+
+    def loss(self, ids, labels, global_mask=None, padding_mask=None) -> mt.Tensor:
+        return F.cross_entropy(self.forward(ids, global_mask, padding_mask), np.asarray(labels))
+
+
+# ---------------------------------------------------------------------- Hugging Face weights
+
+_HF_CONFIG = {"vocab_size": "vocab_size", "hidden_size": "d_model", "num_hidden_layers": "n_layer",
+              "num_attention_heads": "n_head", "intermediate_size": "d_ff", "attention_window": "attention_window"}
+_HF_OPTIONAL = {"layer_norm_eps": "layer_norm_eps", "hidden_dropout_prob": "hidden_dropout",
+                "initializer_range": "init_std", "pad_token_id": "pad_id"}
+
+
+def _hf_config(directory) -> LongformerConfig:
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_hf_checkpoint: no config.json in {directory!r}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            hf = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"load_hf_checkpoint: {path!r} is not valid JSON: {e}") from e
+    missing = [k for k in (*_HF_CONFIG, "max_position_embeddings") if k not in hf]
+    if missing:
+        raise ValueError(f"load_hf_checkpoint: {path!r} lacks the fields {missing} (is it a longformer config?)")
+    if hf.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(f"load_hf_checkpoint: hidden_act={hf['hidden_act']!r} is not supported (only 'gelu')")
+    if hf.get("type_vocab_size", 1) != 1:
+        raise ValueError(f"load_hf_checkpoint: type_vocab_size={hf['type_vocab_size']} is not supported (only 1)")
+    kw = {ours: hf[theirs] for theirs, ours in _HF_CONFIG.items()}
+    kw.update({ours: hf[theirs] for theirs, ours in _HF_OPTIONAL.items() if theirs in hf})
+    if "attention_dilation" in hf:
+        kw["dilation"] = hf["attention_dilation"]
+    pad = kw.get("pad_id", 1)
+    # RoBERTa's offset: max_position_embeddings = max_len + pad_id + 1 (4098 = 4096 + 2)
+    kw["max_len"] = hf["max_position_embeddings"] - pad - 1
+    return LongformerConfig(**kw)
+
+
+def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
+    """A :class:`Longformer` (eval mode) from a Hugging Face ``longformer`` directory (``config.json`` +
+    ``model.safetensors``, read with :func:`minitensor.load`; pickles are never loaded).
+
+    Keys may carry the ``longformer.`` prefix (task models) or not; heads (``lm_head.``, ``classifier.``,
+    ``qa_outputs.``), the pooler and ``position_ids`` buffers are ignored. A missing key, an unexpected
+    one, or a wrong shape raises a ValueError naming it.
+    """
+    directory = os.fspath(directory)
+    config = _hf_config(directory)
+    weights = os.path.join(directory, "model.safetensors")
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"load_hf_checkpoint: no model.safetensors in {directory!r} "
+                                "(pytorch_model.bin is a pickle, never loaded: convert it to safetensors)")
+    state = {}
+    for key, array in mt.load(weights).items():
+        name = key.removeprefix("longformer.")
+        if name.startswith(("lm_head.", "classifier.", "qa_outputs.", "pooler.")) or name.endswith("position_ids"):
+            continue
+        if name in state:
+            raise ValueError(f"load_hf_checkpoint: {name!r} appears both with and without the 'longformer.' prefix")
+        state[name] = array
+    model = Longformer(config, rng=0, dtype=dtype)
+    params = dict(model.named_parameters())
+    missing = [k for k in params if k not in state]
+    if missing:
+        raise ValueError(f"load_hf_checkpoint: {weights!r} is missing keys {missing}")
+    unexpected = [k for k in state if k not in params]
+    if unexpected:
+        raise ValueError(f"load_hf_checkpoint: {weights!r} has unexpected keys {unexpected}")
+    for name, p in params.items():
+        if state[name].shape != p.shape:
+            raise ValueError(f"load_hf_checkpoint: {name!r} has shape {state[name].shape} in the checkpoint, "
+                             f"expected {p.shape}")
+    model.load_state_dict({k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()})
+    return model.eval()

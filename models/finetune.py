@@ -273,7 +273,9 @@ def finetune(model: GPTForTasks, train: EncodedSplit, evals: dict, cfg: Finetune
     ``on_step(record)`` (optional) receives each step's metrics (the CLI writes them as JSONL).
     The LR warms up linearly over ``cfg.warmup`` of the steps, then decays linearly to 0.
     """
-    from .train import _progress  # the same quiet-when-not-a-TTY progress bar as pretraining
+    from .train import (
+        _progress,  # the same quiet-when-not-a-TTY progress bar as pretraining
+    )
 
     rng = np.random.default_rng(cfg.seed)
     params = model.parameters()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from minitensor import nn
 from minitensor.attention import causal_mask, masked_softmax, merge_heads, split_heads
 from minitensor.backend import to_numpy
 
+from .config import PresetConfig
 from .generate import sample_from_logits
 
 __all__ = ["GPT", "PRESETS", "GPTConfig", "load_hf_checkpoint"]
@@ -49,8 +50,13 @@ GPT1_VOCAB_SIZE = 40478  # the BPE vocabulary of the released GPT-1 (40,000 merg
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(PresetConfig):
     """Hyper-parameters of a GPT. ``d_ff=None`` means ``4 * d_model``, as in the paper (3072 for 768)."""
+
+    PRESETS = PRESETS
+    FULL_PRESET = "gpt1"
+    FULL_VOCAB_SIZE = GPT1_VOCAB_SIZE
+    KIND = "GPT"
 
     vocab_size: int
     n_ctx: int = 128
@@ -80,34 +86,6 @@ class GPTConfig:
         if not self.layer_norm_eps > 0 or not self.init_std > 0:
             raise ValueError(f"GPTConfig: layer_norm_eps and init_std must be > 0, got "
                              f"{self.layer_norm_eps!r} and {self.init_std!r}")
-
-    @classmethod
-    def preset(cls, name: str, vocab_size: int | None = None, **overrides) -> GPTConfig:
-        """A named configuration (``"tiny"`` or ``"gpt1"``); ``overrides`` replace single fields.
-
-        ``vocab_size`` is required for ``tiny`` (it is the tokenizer's); ``gpt1`` defaults to 40,478.
-        """
-        if name not in PRESETS:
-            raise ValueError(f"GPTConfig.preset: unknown preset {name!r}; choose from {sorted(PRESETS)}")
-        if vocab_size is None:
-            if name != "gpt1":
-                raise ValueError(f"GPTConfig.preset({name!r}): vocab_size is required (the tokenizer's vocab_size)")
-            vocab_size = GPT1_VOCAB_SIZE
-        return cls(vocab_size=vocab_size, **{**PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (saved in checkpoints' metadata)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"GPTConfig.from_dict: unknown fields {unknown} (is this a GPT config?)")
-        if "vocab_size" not in d:
-            raise ValueError("GPTConfig.from_dict: the field 'vocab_size' is missing")
-        return cls(**d)
 
     def num_parameters(self) -> int:
         """The parameter count, computed without building the model (tied output: no extra V x d)."""

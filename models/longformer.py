@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,6 +44,8 @@ import minitensor as mt
 import minitensor.functional as F
 from minitensor import nn
 from minitensor.attention import banded_attention, merge_heads, split_heads
+
+from .config import PresetConfig
 
 __all__ = ["PRESETS", "Longformer", "LongformerConfig", "LongformerForSequenceClassification",
            "load_hf_checkpoint"]
@@ -63,7 +65,7 @@ def _is_int(x):
 
 
 @dataclass
-class LongformerConfig:
+class LongformerConfig(PresetConfig):
     """Hyper-parameters of a Longformer encoder.
 
     ``attention_window``: one even int $w$ (w/2 keys on each side) for every layer, or one per layer
@@ -71,6 +73,11 @@ class LongformerConfig:
     per layer, or per layer a list with one int per head. After construction both are normalised to
     per-layer lists (``dilation`` to a list of per-head lists).
     """
+
+    PRESETS = PRESETS
+    FULL_PRESET = "base"
+    FULL_VOCAB_SIZE = ROBERTA_VOCAB_SIZE
+    KIND = "Longformer"
 
     vocab_size: int
     d_model: int = 64
@@ -137,30 +144,6 @@ class LongformerConfig:
     def n_positions(self) -> int:
         """Rows of the position table: ``max_len`` real positions after RoBERTa's offset ``pad_id + 1``."""
         return self.max_len + self.pad_id + 1
-
-    @classmethod
-    def preset(cls, name: str, vocab_size: int | None = None, **overrides) -> LongformerConfig:
-        """``"tiny"`` or ``"base"``; ``vocab_size`` is required for ``tiny``, ``base`` defaults to 50,265."""
-        if name not in PRESETS:
-            raise ValueError(f"LongformerConfig.preset: unknown preset {name!r}; choose from {sorted(PRESETS)}")
-        if vocab_size is None:
-            if name != "base":
-                raise ValueError(f"LongformerConfig.preset({name!r}): vocab_size is required")
-            vocab_size = ROBERTA_VOCAB_SIZE
-        return cls(vocab_size=vocab_size, **{**PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> LongformerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"LongformerConfig.from_dict: unknown fields {unknown} (is this a Longformer config?)")
-        if "vocab_size" not in d:
-            raise ValueError("LongformerConfig.from_dict: the field 'vocab_size' is missing")
-        return cls(**d)
 
 
 # ---------------------------------------------------------------------- layers

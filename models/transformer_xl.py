@@ -72,7 +72,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -89,6 +89,8 @@ from minitensor.attention import (
     split_heads,
 )
 from minitensor.backend import get_array_module, to_device, to_numpy
+
+from .config import PresetConfig
 
 __all__ = ["PRESETS", "TransformerXL", "TransformerXLConfig", "load_hf_checkpoint"]
 
@@ -107,7 +109,7 @@ ENWIK8_VOCAB_SIZE = 204  # the distinct bytes of enwik8, the original's byte-lev
 
 
 @dataclass
-class TransformerXLConfig:
+class TransformerXLConfig(PresetConfig):
     """Hyper-parameters of a Transformer-XL.
 
     ``tgt_len`` is the training segment length $L$ (forward accepts any length), ``mem_len`` the
@@ -118,6 +120,11 @@ class TransformerXLConfig:
     (the model of the paper) or ``"absolute"`` (the section 1.2.2 ablation, see the module
     docstring; ``untie_r`` and ``clamp_len`` belong to relative positions and must stay off).
     """
+
+    PRESETS = PRESETS
+    FULL_PRESET = "base"
+    FULL_VOCAB_SIZE = ENWIK8_VOCAB_SIZE
+    KIND = "Transformer-XL"
 
     vocab_size: int
     d_model: int = 128
@@ -170,36 +177,6 @@ class TransformerXLConfig:
             raise ValueError("TransformerXLConfig: untie_r and clamp_len are options of relative positions; with "
                              f"positions='absolute' they must be False / 0 (got untie_r={self.untie_r}, "
                              f"clamp_len={self.clamp_len})")
-
-    @classmethod
-    def preset(cls, name: str, vocab_size: int | None = None, **overrides) -> TransformerXLConfig:
-        """A named configuration (``"tiny"`` or ``"base"``); ``overrides`` replace single fields.
-
-        ``vocab_size`` is required for ``tiny`` (the tokenizer's); ``base`` defaults to enwik8's 204.
-        """
-        if name not in PRESETS:
-            raise ValueError(f"TransformerXLConfig.preset: unknown preset {name!r}; choose from {sorted(PRESETS)}")
-        if vocab_size is None:
-            if name != "base":
-                raise ValueError(f"TransformerXLConfig.preset({name!r}): vocab_size is required "
-                                 "(the tokenizer's vocab_size)")
-            vocab_size = ENWIK8_VOCAB_SIZE
-        return cls(vocab_size=vocab_size, **{**PRESETS[name], **overrides})
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (saved in checkpoints' metadata)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TransformerXLConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"TransformerXLConfig.from_dict: unknown fields {unknown} (is this a Transformer-XL "
-                             "config?)")
-        if "vocab_size" not in d:
-            raise ValueError("TransformerXLConfig.from_dict: the field 'vocab_size' is missing")
-        return cls(**d)
 
     def num_parameters(self) -> int:
         """The parameter count, computed without building the model (tied output: only its bias)."""

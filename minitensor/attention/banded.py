@@ -36,6 +36,12 @@ The rules (the Longformer / HuggingFace ``LongformerSelfAttention`` convention):
   $j \le i$ only, and a global row sees the keys $j \le i$ only. The band keeps its
   (B, H, T, w+1) shape; its right half is simply masked.
 * A row with no allowed key at all outputs zeros (see :func:`masked_softmax`).
+* ``dropout=p > 0`` drops attention PROBABILITIES after the softmax, as HF drops ``attn_probs``:
+  every entry of the band, to-global and from-global parts is kept with probability $1 - p$ and
+  scaled by $1/(1-p)$ (inverted dropout), $o = (P \odot M / (1-p))\,V$. The keep masks are a
+  :class:`BandedKeep` in the same layout as :class:`BandedWeights` (:func:`banded_dropout_mask`
+  draws them: band, then to_global, then from_global, each ``uniform >= p``), so the fused op and
+  the reference can be given the very same mask. ``p == 0`` draws nothing and costs nothing.
 
 Two versions, tested equal (and equal to a dense (T, T) composition in the tests):
 :func:`banded_attention_reference` loops over b, h, i and lists each row's keys
@@ -50,7 +56,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..autograd import Function
-from ..backend import device_of, get_array_module, to_device
+from ..backend import device_of, get_array_module, to_device, uniform
 from ..tensor import Tensor, stack
 from .masked import masked_softmax
 
@@ -62,6 +68,27 @@ from .masked import masked_softmax
 #: (batches with fewer globals are padded); ``dilation`` (H,) ints; ``window`` w.
 BandedWeights = namedtuple("BandedWeights",
                            "band to_global from_global global_index global_valid dilation window")
+
+#: Dropout keep masks of :func:`banded_attention` (bool arrays, True = kept), in the layout of
+#: :class:`BandedWeights`: ``band`` (B, H, T, w+1), ``to_global`` (B, H, T, G), ``from_global`` (B, H, G, T),
+#: G the number of global slots (the most global tokens in a row of the batch; 0 without globals).
+BandedKeep = namedtuple("BandedKeep", "band to_global from_global")
+
+
+def banded_dropout_mask(rng: np.random.Generator, p: float, *, shape, window: int, n_global: int,
+                        like=None) -> BandedKeep:
+    r"""Draw the keep masks of attention-probability dropout with rate ``p`` from ``rng``.
+
+    ``shape`` (B, H, T, Dh) of q; ``n_global`` G. Draw order (fixed, so two generators seeded alike
+    give the same masks): band (B, H, T, w+1), to_global (B, H, T, G), from_global (B, H, G, T), each
+    ``uniform(rng) >= p`` on ``like``'s device (the backend's :func:`~minitensor.backend.uniform`:
+    drawn by NumPy, copied to the GPU under CuPy)."""
+    b, h, t = shape[0], shape[1], shape[2]
+    like = np.zeros((), np.float64) if like is None else like
+    band = uniform(rng, (b, h, t, window + 1), like) >= p
+    to_g = uniform(rng, (b, h, t, n_global), like) >= p
+    from_g = uniform(rng, (b, h, n_global, t), like) >= p
+    return BandedKeep(band, to_g, from_g)
 
 
 def band_key_index(t: int, window: int, dilation) -> np.ndarray:
@@ -174,6 +201,18 @@ def _strip(block, w):
                                            strides=s[:-2] + (s[-2] + s[-1], s[-1]))
 
 
+def _keep_blocks(keep, heads, d, n, c, nc, w):
+    """The dropout keep masks of one dilation group in the forward's layout: the band (B, H, T, w+1)
+    written onto the diagonal strip of (B, Hd, d, nc, c, c+w) blocks (False elsewhere), and the
+    to-global part (B, H, T, G) as (B, Hd, d, nc, c, G)."""
+    xp = get_array_module(keep.band)
+    band = _q_chunks(_to_sub(keep.band[:, heads], d, n), c, nc)  # (B, Hd, d, nc, c, w+1)
+    blk = xp.zeros(band.shape[:-1] + (c + w,), dtype=bool)  # (B, Hd, d, nc, c, c+w)
+    _strip(blk, w)[...] = band  # block[r, r + j] = band[r, j]: distinct entries, so the write is safe
+    glob = _q_chunks(_to_sub(keep.to_global[:, heads], d, n), c, nc)  # (B, Hd, d, nc, c, G)
+    return blk, glob
+
+
 class BandedAttention(Function):
     r"""Banded (sliding-window, dilated, global) attention with a hand-derived backward.
 
@@ -214,15 +253,24 @@ class BandedAttention(Function):
     $\bar V_g = (P^r)^\top \bar o^r$, $\bar{\hat q} = \sigma \bar S^r K_g$, $\bar Q_g = E^\top\bar{\hat q}$,
     $\bar K_g = \sigma(\bar S^r)^\top \hat q$.
     Nothing here is (T, T): the largest arrays are (B, H, T, c+w) blocks and (B, H, G, T).
+
+    **Dropout** (``keep`` a :class:`BandedKeep`, ``scale`` $s = 1/(1-p)$): with $M$ the keep mask of
+    each part, the output uses $D = s\,M\odot P$ in place of $P$ (local and global rows alike). The
+    softmax still sees $P$, so only the two uses of the probabilities change:
+
+    $$\bar P = s\,M \odot (\bar o\, V^\top)\ \text{(before the softmax backward, which uses } P),\qquad
+      \bar V = D^\top \bar o .$$
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, *glob, window, dilation, causal, key_ok, global_index, global_valid):
+    def forward(ctx, q, k, v, *glob, window, dilation, causal, key_ok, global_index, global_valid,
+                keep=None, scale_drop=1.0):
         xp = get_array_module(q)
         t, dh = q.shape[2], q.shape[3]
         w, half, c = window, window // 2, _chunk_len(window)
         scale = 1.0 / math.sqrt(dh)
         neg_inf = xp.asarray(-np.inf, dtype=q.dtype)
+        sdrop = q.dtype.type(scale_drop)  # 1/(1-p) of the dropout
         has_global = len(glob) > 0
         n_g = global_index.shape[1]
         # E (B, 1, G, T): one-hot rows of the global positions (zero rows for padded slots)
@@ -275,10 +323,15 @@ class BandedAttention(Function):
             inv = 1 / xp.where(total > 0, total, xp.ones((), dtype=q.dtype))  # empty row -> zeros
             p_blk *= inv  # P^b in block form, kept for the backward
             p_glob *= inv  # P^g
-            o = p_blk @ vs + p_glob @ v_hat[:, heads][:, :, None, None]  # (B, Hd, d, nc, c, Dh)
+            keep_blk = keep_glob = None
+            if keep is not None:  # dropout: D = s M ⊙ P mixes the values; P itself is kept for the softmax backward
+                keep_blk, keep_glob = _keep_blocks(keep, heads, d, n, c, nc, w)
+                o = ((p_blk * keep_blk) @ vs + (p_glob * keep_glob) @ v_hat[:, heads][:, :, None, None]) * sdrop
+            else:
+                o = p_blk @ vs + p_glob @ v_hat[:, heads][:, :, None, None]  # (B, Hd, d, nc, c, Dh)
             o = o.reshape(o.shape[:3] + (nc * c, dh))[..., :n, :]  # (B, Hd, d, n, Dh)
             out[:, heads] = _from_sub(o, t)  # (B, Hd, T, Dh)
-            groups.append((d, heads, n, nc, qs, ks, vs, p_blk, p_glob))
+            groups.append((d, heads, n, nc, qs, ks, vs, p_blk, p_glob, keep_blk, keep_glob))
 
         p_rows = None
         if has_global:
@@ -294,11 +347,14 @@ class BandedAttention(Function):
             p_rows = xp.exp(s_rows - m)
             tot = p_rows.sum(axis=-1, keepdims=True)
             p_rows /= xp.where(tot > 0, tot, xp.ones((), dtype=q.dtype))  # P^r (B, H, G, T)
-            out = xp.where(is_global, xp.swapaxes(onehot, -1, -2) @ (p_rows @ vg), out)  # E^T o^r in global rows
+            d_rows = p_rows if keep is None else p_rows * keep.from_global * sdrop  # D^r = s M^r ⊙ P^r
+            out = xp.where(is_global, xp.swapaxes(onehot, -1, -2) @ (d_rows @ vg), out)  # E^T o^r in global rows
+            ctx.d_rows = d_rows
             ctx.q_hat = q_hat
         ctx.save_for_backward(q, k, v, *glob)
         ctx.groups, ctx.onehot, ctx.is_global, ctx.k_hat, ctx.v_hat = groups, onehot, is_global, k_hat, v_hat
         ctx.p_rows, ctx.params = p_rows, (w, half, c, scale, has_global)
+        ctx.keep, ctx.sdrop = keep, sdrop
         return out
 
     @staticmethod
@@ -311,16 +367,25 @@ class BandedAttention(Function):
         g_loc = xp.where(is_global, xp.zeros((), dtype=grad.dtype), grad)  # (1 - e) ⊙ \bar o
         dq, dk, dv = xp.zeros_like(q), xp.zeros_like(k), xp.zeros_like(v)
         dk_hat, dv_hat = xp.zeros_like(ctx.k_hat), xp.zeros_like(ctx.v_hat)
-        for d, heads, n, nc, qs, ks, vs, p_blk, p_glob in ctx.groups:
+        sdrop = ctx.sdrop
+        for d, heads, n, nc, qs, ks, vs, p_blk, p_glob, keep_blk, keep_glob in ctx.groups:
             go = _q_chunks(_to_sub(g_loc[:, heads], d, n), c, nc)  # \bar o (B, Hd, d, nc, c, Dh)
             k_hat = ctx.k_hat[:, heads][:, :, None, None]  # (B, Hd, 1, 1, G, Dh)
             v_hat = ctx.v_hat[:, heads][:, :, None, None]
             ds_blk = go @ xp.swapaxes(vs, -1, -2)  # \bar P^b in block form (B, Hd, d, nc, c, c+w)
             dp_glob = go @ xp.swapaxes(v_hat, -1, -2)  # \bar P^g (B, Hd, d, nc, c, G)
-            dv_c = xp.swapaxes(p_blk, -1, -2) @ go  # (B, Hd, d, nc, c+w, Dh)
+            if keep_blk is None:
+                d_blk, d_glob = p_blk, p_glob
+            else:  # dropout: \bar P = s M ⊙ (\bar o V^T), and the values were mixed by D = s M ⊙ P
+                ds_blk *= keep_blk
+                ds_blk *= sdrop
+                dp_glob *= keep_glob
+                dp_glob *= sdrop
+                d_blk, d_glob = p_blk * keep_blk * sdrop, p_glob * keep_glob * sdrop
+            dv_c = xp.swapaxes(d_blk, -1, -2) @ go  # (B, Hd, d, nc, c+w, Dh)
             dv[:, heads] += _from_sub(_fold_chunks(dv_c, half, c, nc, n), t)
-            del dv_c
-            dv_hat[:, heads] += (xp.swapaxes(p_glob, -1, -2) @ go).sum(axis=(2, 3))  # (P^g)^T \bar o
+            del dv_c, d_blk
+            dv_hat[:, heads] += (xp.swapaxes(d_glob, -1, -2) @ go).sum(axis=(2, 3))  # D^T \bar o
             # P^b is 0 off the strip, so block sums equal band sums and P ⊙ (...) is 0 there
             cc = (p_blk * ds_blk).sum(axis=-1, keepdims=True) + (p_glob * dp_glob).sum(axis=-1, keepdims=True)
             ds_blk -= cc
@@ -343,8 +408,10 @@ class BandedAttention(Function):
         p_rows = ctx.p_rows
         go_r = onehot @ grad  # \bar o^r = E \bar o (B, H, G, Dh)
         dp = go_r @ xp.swapaxes(vg, -1, -2)  # \bar P^r (B, H, G, T)
+        if ctx.keep is not None:
+            dp *= ctx.keep.from_global * sdrop  # \bar P^r = s M^r ⊙ (\bar o^r V_g^T)
         ds = p_rows * (dp - (dp * p_rows).sum(axis=-1, keepdims=True)) * scale  # σ \bar S^r
-        dvg = xp.swapaxes(p_rows, -1, -2) @ go_r  # (B, H, T, Dh)
+        dvg = xp.swapaxes(ctx.d_rows, -1, -2) @ go_r  # D^r^T \bar o^r (B, H, T, Dh)
         dqg = onehot_t @ (ds @ kg)  # E^T σ \bar S^r K_g
         dkg = xp.swapaxes(ds, -1, -2) @ ctx.q_hat
         return dq, dk, dv, dqg, dkg, dvg
@@ -399,6 +466,31 @@ def _check(q, k, v, window, dilation, global_mask, q_global, k_global, v_global,
     return dil.astype(np.int64), key_ok, glob
 
 
+def _dropout_keep(p, rng, mask, q, window, n_global, name):
+    """Validate the dropout rate; None when p == 0, else the :class:`BandedKeep` (given or drawn)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"{name}: dropout must be a probability in [0, 1), got {p!r}")
+    if p == 0:
+        if mask is not None:
+            raise ValueError(f"{name}: dropout_mask was given but dropout is 0 (give the rate it was drawn with)")
+        return None
+    if mask is None:
+        return banded_dropout_mask(np.random.default_rng() if rng is None else rng, float(p), shape=q.shape,
+                                   window=window, n_global=n_global, like=q.data)
+    b, h, t = q.shape[:3]
+    want = BandedKeep((b, h, t, window + 1), (b, h, t, n_global), (b, h, n_global, t))
+    xp = get_array_module(q.data)
+    parts = []
+    for nm, shape, m in zip(BandedKeep._fields, want, mask):
+        m = m if device_of(m) == q.device else to_device(m, q.device)
+        m = xp.asarray(m)
+        if m.dtype != np.bool_ or m.shape != shape:
+            raise ValueError(f"{name}: dropout_mask.{nm} must be a bool array of shape {shape}, got "
+                             f"{m.dtype} {m.shape}")
+        parts.append(m)
+    return BandedKeep(*parts)
+
+
 def _global_indices(glob, bsz):
     """(B, T) bool -> (B, G) positions (sorted) and (B, G) validity, G = most globals in a row."""
     xp = get_array_module(glob)
@@ -414,7 +506,8 @@ def _global_indices(glob, bsz):
 
 def banded_attention(q: Tensor, k: Tensor, v: Tensor, *, window: int, dilation=1, causal: bool = False,
                      global_mask=None, q_global=None, k_global=None, v_global=None,
-                     key_padding_mask=None, return_weights: bool = False):
+                     key_padding_mask=None, return_weights: bool = False,
+                     dropout: float = 0.0, rng: np.random.Generator | None = None, dropout_mask=None):
     r"""Longformer attention in O(T·w) memory; see the module docstring for every rule.
 
     q, k, v (B, H, T, Dh); ``window`` the even total window $w$ (``attention_window`` in HF);
@@ -422,16 +515,23 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, *, window: int, dilation=1
     ``global_mask`` (B, T) bool with ``q_global, k_global, v_global`` (B, H, T, Dh) — the
     projections $Q_g, K_g, V_g$ used by the global rows; ``key_padding_mask`` (B, T) bool,
     True = real token. Returns (B, H, T, Dh), plus a :class:`BandedWeights` of arrays when
-    ``return_weights``.
+    ``return_weights`` (the probabilities BEFORE dropout).
+
+    ``dropout`` $p \in [0, 1)$: attention-probability dropout (apply it in training only: the caller
+    passes 0 in eval mode). The keep masks are drawn from ``rng`` (a ``np.random.Generator``;
+    default a fresh unseeded one) by :func:`banded_dropout_mask`, or given as ``dropout_mask`` (a
+    :class:`BandedKeep`, for tests). ``p == 0`` draws no mask and does no extra work.
     """
     dil, key_ok, glob = _check(q, k, v, window, dilation, global_mask, q_global, k_global, v_global,
                                key_padding_mask, "banded_attention")
     xp = get_array_module(q.data)
     gidx, gval = _global_indices(glob, q.shape[0])
     gidx, gval = xp.asarray(gidx), xp.asarray(gval)
+    keep = _dropout_keep(dropout, rng, dropout_mask, q, int(window), gidx.shape[1], "banded_attention")
     extra = (q_global, k_global, v_global) if glob is not None else ()
+    drop = {} if keep is None else {"keep": keep, "scale_drop": 1.0 / (1.0 - float(dropout))}
     out = BandedAttention.apply(q, k, v, *extra, window=int(window), dilation=tuple(int(x) for x in dil),
-                                causal=bool(causal), key_ok=key_ok, global_index=gidx, global_valid=gval)
+                                causal=bool(causal), key_ok=key_ok, global_index=gidx, global_valid=gval, **drop)
     if not return_weights:
         return out
     return out, _weights(q.data, k.data, v.data, *(x.data for x in extra), window=int(window), dil=dil,
@@ -449,7 +549,7 @@ def _weights(q, k, v, *glob, window, dil, causal, key_ok, gidx, gval):
     n_g = gidx.shape[1]
     band = xp.zeros((bsz, nh, t, window + 1), dtype=q.dtype)
     to_g = xp.zeros((bsz, nh, t, n_g), dtype=q.dtype)
-    for d, heads, n, nc, _qs, _ks, _vs, p_blk, p_glob in ctx.groups:
+    for d, heads, n, nc, _qs, _ks, _vs, p_blk, p_glob, _kb, _kg in ctx.groups:
         p_band = _strip(p_blk, window)
         c = p_band.shape[-2]
         pb = p_band.reshape(p_band.shape[:3] + (nc * c, window + 1))[..., :n, :]  # (B, Hd, d, n, w+1)
@@ -477,14 +577,24 @@ def allowed_keys(i, t, *, window, d, causal, is_global, key_ok):
 
 def banded_attention_reference(q: Tensor, k: Tensor, v: Tensor, *, window: int, dilation=1, causal: bool = False,
                                global_mask=None, q_global=None, k_global=None, v_global=None,
-                               key_padding_mask=None, return_weights: bool = False):
+                               key_padding_mask=None, return_weights: bool = False,
+                               dropout: float = 0.0, rng: np.random.Generator | None = None, dropout_mask=None):
     """The slow, obviously-correct version: for every batch b, head h and row i, list
     the keys row i may see (:func:`allowed_keys`), softmax their scores, mix their values.
     Built from differentiable Tensor ops, so its gradients come from autograd.
-    With ``return_weights`` also returns the dense (B, H, T, T) probabilities (small T only)."""
+    With ``return_weights`` also returns the dense (B, H, T, T) probabilities (small T only, before dropout).
+    ``dropout``/``rng``/``dropout_mask`` as in :func:`banded_attention`, drawn in the same order, so a
+    generator seeded alike (or the same ``dropout_mask``) drops the same entries: each kept
+    probability of row i is looked up in the mask by where key j sits (band slot, global slot, or
+    the global row's key)."""
     dil, key_ok, glob = _check(q, k, v, window, dilation, global_mask, q_global, k_global, v_global,
                                key_padding_mask, "banded_attention_reference")
     bsz, nh, t, dh = q.shape
+    gidx, gval = _global_indices(glob, bsz)
+    keep = _dropout_keep(dropout, rng, dropout_mask, q, int(window), gidx.shape[1], "banded_attention_reference")
+    if keep is not None:
+        keep = BandedKeep(*(np.asarray(to_device(m, "cpu")) for m in keep))
+        gidx, sdrop = np.asarray(to_device(gidx, "cpu")), 1.0 / (1.0 - float(dropout))
     key_ok = np.asarray(key_ok)
     glob = np.zeros((bsz, t), bool) if glob is None else np.asarray(glob)
     scale = 1.0 / math.sqrt(dh)
@@ -505,6 +615,15 @@ def banded_attention_reference(q: Tensor, k: Tensor, v: Tensor, *, window: int, 
                 s = (kk[b, h, idx] @ qq[b, h, i]) * scale  # (n_keys,) scores q_i . k_j / sqrt(Dh)
                 p = masked_softmax(s)  # (n_keys,)
                 weights[b, h, i, idx] = p.data
+                if keep is not None:  # the keep mask entry of each (row, key): same layout as the fused op
+                    if kind == "global":
+                        g = int(np.nonzero(gidx[b] == i)[0][0])
+                        m = keep.from_global[b, h, g, idx]
+                    else:
+                        slot = {int(x): s_ for s_, x in enumerate(gidx[b][: int(glob[b].sum())])}
+                        m = np.array([keep.to_global[b, h, i, slot[j]] if glob[b, j]
+                                      else keep.band[b, h, i, (j - i) // int(dil[h]) + window // 2] for j in keys])
+                    p = p * (m * sdrop).astype(q.dtype)  # D = s M ⊙ P
                 rows.append(p @ vv[b, h, idx])  # (Dh,)
             rows_h.append(stack(rows, axis=0))  # (T, Dh)
         rows_b.append(stack(rows_h, axis=0))  # (H, T, Dh)

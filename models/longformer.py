@@ -47,8 +47,10 @@ from minitensor.attention import banded_attention, merge_heads, split_heads
 
 from .config import PresetConfig
 
-__all__ = ["PRESETS", "Longformer", "LongformerConfig", "LongformerForSequenceClassification",
-           "load_hf_checkpoint"]
+__all__ = ["PRESETS", "Longformer", "LongformerConfig", "load_hf_checkpoint"]
+
+# The task heads live in models/longformer_heads.py; LongformerForSequenceClassification is re-exported
+# lazily (module __getattr__ at the end) so ``from models.longformer import LongformerForSequenceClassification`` works.
 
 #: Named configurations. ``tiny`` runs on a CPU in tests and lessons; ``base`` is
 #: ``longformer-base-4096``: 12 layers, 768 wide, 12 heads, window 512 in every layer, 4,096 tokens.
@@ -66,12 +68,16 @@ def _is_int(x):
 
 @dataclass
 class LongformerConfig(PresetConfig):
-    """Hyper-parameters of a Longformer encoder.
+    r"""Hyper-parameters of a Longformer encoder.
 
     ``attention_window``: one even int $w$ (w/2 keys on each side) for every layer, or one per layer
     (growing with depth is the paper's choice for char-LM). ``dilation``: one int for everything, one
     per layer, or per layer a list with one int per head. After construction both are normalised to
     per-layer lists (``dilation`` to a list of per-head lists).
+
+    ``attention_dropout`` (HF's ``attention_probs_dropout_prob``) drops attention probabilities in
+    training mode; ``hidden_dropout`` the embeddings and sub-layer outputs. ``causal=True`` gives every
+    layer the causal band (keys $j \le i$ only): :class:`~models.longformer_heads.LongformerForCausalLM`.
     """
 
     PRESETS = PRESETS
@@ -88,6 +94,8 @@ class LongformerConfig(PresetConfig):
     attention_window: int | list = 16
     dilation: int | list = 1
     hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    causal: bool = False
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
     pad_id: int = 1
@@ -108,8 +116,13 @@ class LongformerConfig(PresetConfig):
         self.pad_id = int(self.pad_id)
         self.attention_window = self._per_layer_window(self.attention_window)
         self.dilation = self._per_layer_dilation(self.dilation)
-        if not 0.0 <= self.hidden_dropout < 1.0:
-            raise ValueError(f"LongformerConfig: hidden_dropout must be in [0, 1), got {self.hidden_dropout!r}")
+        for name in ("hidden_dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"LongformerConfig: {name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.causal, bool):
+            # ValueError like every other config field (one error type for a bad config)
+            raise ValueError(f"LongformerConfig: causal must be a bool, got {self.causal!r}")  # noqa: TRY004
         if not self.layer_norm_eps > 0:
             raise ValueError(f"LongformerConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if not self.init_std > 0:
@@ -152,9 +165,13 @@ class LongformerSelfAttention(nn.Module):
     r"""$Q_s, K_s, V_s$ (``query``, ``key``, ``value``) for the band, $Q_g, K_g, V_g$ for global rows;
     the band/global rules are :func:`banded_attention`'s."""
 
-    def __init__(self, config: LongformerConfig, layer: int, *, rng, dtype):
+    def __init__(self, config: LongformerConfig, layer: int, *, rng, dropout_rng, dtype):
         d = config.d_model
         self.n_head = config.n_head
+        self.causal = config.causal
+        # attention-probability dropout (HF's attention_probs_dropout_prob), drawn from the model's one
+        # dropout generator so exact resume (models/train.py saves every Generator) keeps working
+        self.attention_dropout, self.dropout_rng = config.attention_dropout, dropout_rng
         self.window = config.attention_window[layer]
         self.dilation = tuple(config.dilation[layer])
         for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
@@ -169,8 +186,10 @@ class LongformerSelfAttention(nn.Module):
         if global_mask is not None and global_mask.any():
             glob = {"global_mask": global_mask, "q_global": heads(self.query_global),  # Q_g
                     "k_global": heads(self.key_global), "v_global": heads(self.value_global)}  # K_g, V_g
-        o = banded_attention(q, k, v, window=self.window, dilation=self.dilation,
-                             key_padding_mask=padding_mask, **glob)  # (B, H, T, Dh)
+        o = banded_attention(q, k, v, window=self.window, dilation=self.dilation, causal=self.causal,
+                             key_padding_mask=padding_mask, **glob,
+                             dropout=self.attention_dropout if self.training else 0.0,
+                             rng=self.dropout_rng)  # (B, H, T, Dh)
         return merge_heads(o)  # (B, T, d)
 
 
@@ -188,7 +207,7 @@ class _DenseLN(nn.Module):
 
 class _Attention(nn.Module):
     def __init__(self, config, layer, *, rng, dropout_rng, dtype):
-        self.self = LongformerSelfAttention(config, layer, rng=rng, dtype=dtype)
+        self.self = LongformerSelfAttention(config, layer, rng=rng, dropout_rng=dropout_rng, dtype=dtype)
         self.output = _DenseLN(config.d_model, config.d_model, config.layer_norm_eps, config.hidden_dropout,
                                rng=rng, dropout_rng=dropout_rng, dtype=dtype)
 
@@ -229,9 +248,12 @@ class _Embeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout, rng=dropout_rng)
         self.pad_id = config.pad_id
 
-    def forward(self, ids):
-        real = (ids != self.pad_id).astype(np.int64)
-        pos = np.cumsum(real, axis=1) * real + self.pad_id  # RoBERTa: first real token at pad_id + 1
+    def forward(self, ids, *, count_pad=True):
+        if count_pad:
+            real = (ids != self.pad_id).astype(np.int64)
+            pos = np.cumsum(real, axis=1) * real + self.pad_id  # RoBERTa: first real token at pad_id + 1
+        else:  # every id is a real token (the causal LM): positions pad_id + 1, pad_id + 2, ...
+            pos = np.broadcast_to(np.arange(ids.shape[1]) + self.pad_id + 1, ids.shape)
         h = self.word_embeddings(ids) + self.position_embeddings(pos) + self.token_type_embeddings(
             np.zeros_like(ids))  # (B, T, d)
         return self.dropout(self.LayerNorm(h))
@@ -305,13 +327,15 @@ class Longformer(nn.Module):
             raise ValueError(f"Longformer: token ids must be in [0, vocab_size={self.config.vocab_size})")
         return data
 
-    def forward(self, ids, global_mask=None, padding_mask=None) -> mt.Tensor:
+    def forward(self, ids, global_mask=None, padding_mask=None, *, pad_positions=True) -> mt.Tensor:
+        """``pad_positions=False``: ids equal to ``pad_id`` are ordinary tokens for the position ids
+        (RoBERTa's offset still applies: positions ``pad_id + 1 + t``) — the causal LM, which pads nothing."""
         ids = self._check_ids(ids)
         global_mask = _bool_mask(global_mask, ids.shape, "global_mask")
         padding_mask = _bool_mask(padding_mask, ids.shape, "padding_mask")
         if global_mask is not None and padding_mask is not None:
             global_mask = global_mask & padding_mask  # a pad token is never global
-        h = self.embeddings(ids)  # (B, T, d)
+        h = self.embeddings(ids, count_pad=pad_positions)  # (B, T, d)
         return self.encoder(h, global_mask=global_mask, padding_mask=padding_mask)
 
     def get_rng_state(self) -> dict:
@@ -321,51 +345,12 @@ class Longformer(nn.Module):
         self.dropout_rng.bit_generator.state = state
 
 
-class _ClassificationHead(nn.Module):
-    r"""HF's ``LongformerClassificationHead``: $\tanh(h_{CLS} W + b)$, dropout, then ``out_proj``."""
-
-    def __init__(self, config, num_labels, *, rng, dropout_rng, dtype):
-        self.dense = nn.Linear(config.d_model, config.d_model, rng=rng, dtype=dtype)
-        self.dropout = nn.Dropout(config.hidden_dropout, rng=dropout_rng)
-        self.out_proj = nn.Linear(config.d_model, num_labels, rng=rng, dtype=dtype)
-
-    def forward(self, h_cls):
-        return self.out_proj(self.dropout(mt.tanh(self.dense(self.dropout(h_cls)))))
-
-
-class LongformerForSequenceClassification(nn.Module):
-    """Encoder + classification head on position 0 (CLS, ``<s>``), which is made global automatically
-    (the paper's choice for classification). ``forward(ids, global_mask=None, padding_mask=None)`` -> logits
-    (B, num_labels); ``loss(ids, labels, ...)`` the mean cross-entropy."""
-
-    def __init__(self, config: LongformerConfig, num_labels: int, rng=None, *, dtype=np.float32):
-        if not _is_int(num_labels) or num_labels < 1:
-            raise ValueError(f"LongformerForSequenceClassification: num_labels must be a positive int, "
-                             f"got {num_labels!r}")
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        self.config, self.num_labels = config, int(num_labels)
-        self.longformer = Longformer(config, rng, dtype=dtype)
-        self.classifier = _ClassificationHead(config, self.num_labels, rng=rng,
-                                              dropout_rng=self.longformer.dropout_rng, dtype=np.dtype(dtype))
-        _init_weights(self.classifier, rng, config.init_std, np.dtype(dtype))
-
-    def forward(self, ids, global_mask=None, padding_mask=None) -> mt.Tensor:
-        shape = np.shape(ids.data if isinstance(ids, mt.Tensor) else ids)
-        g = _bool_mask(global_mask, shape, "global_mask")
-        g = np.zeros(shape, bool) if g is None else g.copy()
-        g[:, 0] = True  # CLS is global
-        h = self.longformer(ids, global_mask=g, padding_mask=padding_mask)  # (B, T, d)
-        return self.classifier(h[:, 0])  # (B, num_labels)
-
-    def loss(self, ids, labels, global_mask=None, padding_mask=None) -> mt.Tensor:
-        return F.cross_entropy(self.forward(ids, global_mask, padding_mask), np.asarray(labels))
-
-
 # ---------------------------------------------------------------------- Hugging Face weights
 
 _HF_CONFIG = {"vocab_size": "vocab_size", "hidden_size": "d_model", "num_hidden_layers": "n_layer",
               "num_attention_heads": "n_head", "intermediate_size": "d_ff", "attention_window": "attention_window"}
 _HF_OPTIONAL = {"layer_norm_eps": "layer_norm_eps", "hidden_dropout_prob": "hidden_dropout",
+                "attention_probs_dropout_prob": "attention_dropout",
                 "initializer_range": "init_std", "pad_token_id": "pad_id"}
 
 
@@ -431,3 +416,13 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
                              f"expected {p.shape}")
     model.load_state_dict({k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()})
     return model.eval()
+
+
+
+def __getattr__(name):
+    # Lazy re-export of the heads (models/longformer_heads.py imports this module, so an eager import
+    # here would be circular whichever module is imported first).
+    if name == "LongformerForSequenceClassification":
+        from .longformer_heads import LongformerForSequenceClassification
+        return LongformerForSequenceClassification
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -590,7 +590,7 @@ def banded_attention_reference(q: Tensor, k: Tensor, v: Tensor, *, window: int, 
     dil, key_ok, glob = _check(q, k, v, window, dilation, global_mask, q_global, k_global, v_global,
                                key_padding_mask, "banded_attention_reference")
     bsz, nh, t, dh = q.shape
-    gidx, gval = _global_indices(glob, bsz)
+    gidx, _ = _global_indices(glob, bsz)
     keep = _dropout_keep(dropout, rng, dropout_mask, q, int(window), gidx.shape[1], "banded_attention_reference")
     if keep is not None:
         keep = BandedKeep(*(np.asarray(to_device(m, "cpu")) for m in keep))

@@ -21,8 +21,8 @@ def tiny_config(**overrides):
     # init_std 0.3, not 0.02: with tiny weights attention is nearly uniform and a wrong mask would
     # hardly change the outputs. Window 4 (2 keys each side) and T = 13 (not a window multiple).
     kw = {"vocab_size": V, "d_model": 16, "n_layer": 2, "n_head": 4, "d_ff": 24, "max_len": 32,
-          "attention_window": [4, 2], "dilation": [[1, 2, 1, 3], 1], "hidden_dropout": 0.0, "init_std": 0.3,
-          "pad_id": PAD}
+          "attention_window": [4, 2], "dilation": [[1, 2, 1, 3], 1], "hidden_dropout": 0.0,
+          "attention_dropout": 0.0, "init_std": 0.3, "pad_id": PAD}
     kw.update(overrides)
     return LongformerConfig(**kw)
 

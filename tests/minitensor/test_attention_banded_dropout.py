@@ -2,6 +2,7 @@
 against a dense (T, T) composition that applies the SAME keep mask, gradchecks with a fixed mask."""
 import numpy as np
 import pytest
+from test_attention_banded import dense_mask, make_inputs
 
 import minitensor as mt
 from minitensor.attention import masked_softmax
@@ -13,8 +14,6 @@ from minitensor.attention.banded import (
     banded_dropout_mask,
 )
 from minitensor.testing import gradcheck
-
-from test_attention_banded import dense_mask, make_inputs
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 B, H, T, DH, W = 2, 2, 11, 3, 4

@@ -49,8 +49,7 @@ from .config import PresetConfig
 
 __all__ = ["PRESETS", "Longformer", "LongformerConfig", "load_hf_checkpoint"]
 
-# The task heads live in models/longformer_heads.py; LongformerForSequenceClassification is re-exported
-# lazily (module __getattr__ at the end) so ``from models.longformer import LongformerForSequenceClassification`` works.
+# The task heads (classification, span extraction, causal LM) live in models/longformer_heads.py.
 
 #: Named configurations. ``tiny`` runs on a CPU in tests and lessons; ``base`` is
 #: ``longformer-base-4096``: 12 layers, 768 wide, 12 heads, window 512 in every layer, 4,096 tokens.
@@ -416,13 +415,3 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
                              f"expected {p.shape}")
     model.load_state_dict({k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()})
     return model.eval()
-
-
-
-def __getattr__(name):
-    # Lazy re-export of the heads (models/longformer_heads.py imports this module, so an eager import
-    # here would be circular whichever module is imported first).
-    if name == "LongformerForSequenceClassification":
-        from .longformer_heads import LongformerForSequenceClassification
-        return LongformerForSequenceClassification
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

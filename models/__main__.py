@@ -4,6 +4,7 @@
     python -m models train gpt --preset tiny --stop-at 200   # ...or in pieces: stop after step 200,
     python -m models train gpt --preset tiny --resume        # then continue exactly where it stopped
     python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
+    python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, lm)
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
     python -m models evaluate --ckpt runs/txl-tiny           # test bpc: cached (txl) or sliding window (gpt)
     python -m models finetune gpt --task follows --init runs/gpt-tiny   # L_3 = L_2 + 0.5 L_1
@@ -26,6 +27,18 @@ import numpy as np
 TRAIN_DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": 128, "lr": 3e-3, "warmup": 100, "min_lr": 0.0,
                   "weight_decay": 0.01, "grad_clip": 1.0, "eval_every": 100, "eval_batches": 40, "ckpt_every": 200,
                   "seed": 0}
+# `train longformer --preset tiny --task T`: what differs from TRAIN_DEFAULTS. Seconds per step on 2 CPU
+# cores are measured figures (README); seq_len is the model's max_len for the tasks (whole scenes up
+# to that many characters) and the window length for lm; lm's band is 64 wide (32 each side).
+LONGFORMER_DEFAULTS = {
+    "genre": {"steps": 200, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 50, "eval_batches": 0,
+              "ckpt_every": 50},
+    "speaker-qa": {"steps": 200, "batch_size": 8, "seq_len": 1024, "lr": 1e-3, "eval_every": 50, "eval_batches": 0,
+                   "ckpt_every": 50},
+    "lm": {"steps": 300, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 100, "eval_batches": 10,
+           "ckpt_every": 100},
+}
+LM_WINDOW = 64
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="pretrain a language model on Shakespeare (character level)",
                        description="Pretrain a model on the Shakespeare corpus (train split); report validation "
                                    "bits per character. Writes checkpoint.npz, metrics.jsonl and loss.png to --out.")
-    t.add_argument("model", help="which model to train: gpt or txl (Transformer-XL)")
+    t.add_argument("model", help="which model to train: gpt, txl (Transformer-XL) or longformer (with --task)")
+    t.add_argument("--task", choices=["genre", "speaker-qa", "lm"],
+                   help="longformer only: scene -> genre, speaker-qa (span of the speaker's name), or lm "
+                        "(character language model with a causal band)")
+    t.add_argument("--full-attention", action="store_true",
+                   help="longformer --task lm only: a band of 2 x --seq-len, i.e. full causal attention (the baseline)")
     t.add_argument("--preset", default="tiny",
                    help="model size: tiny (minutes on a CPU), gpt1 (gpt) or base (txl) (default: tiny)")
     # The training options default to None so that --resume can tell "not given" (take the
@@ -157,8 +175,12 @@ def cmd_train(args) -> int:
         train,
     )
 
-    if args.model not in MODEL_TYPES:
-        raise ValueError(f"unknown model {args.model!r}: choose from {sorted(MODEL_TYPES)}")
+    if args.model == "longformer":
+        return cmd_train_longformer(args)
+    if args.task is not None or args.full_attention:
+        raise ValueError("--task and --full-attention are for longformer only")
+    if args.model not in MODEL_TYPES or args.model.startswith("longformer"):
+        raise ValueError(f"unknown model {args.model!r}: choose from gpt, txl, longformer")
     model_cls, config_cls = MODEL_TYPES[args.model]
     txl = args.model == "txl"
     if args.mem_len is not None and not txl:
@@ -227,6 +249,115 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_train_longformer(args) -> int:
+    """``train longformer --task {genre,speaker-qa,lm}``: the same loop, UX and files as GPT, plus
+    results.json with the test-split metrics and the baselines."""
+    import json
+
+    import minitensor as mt
+
+    from . import data, longdoc
+    from .longformer import LongformerConfig
+    from .train import (
+        CHECKPOINT_NAME,
+        LONGFORMER_KINDS,
+        MODEL_TYPES,
+        TrainConfig,
+        build_model,
+        evaluate_bpc,
+        evaluate_task,
+        read_checkpoint,
+        train,
+    )
+
+    if args.task is None:
+        raise ValueError("train longformer needs --task genre, speaker-qa or lm")
+    kind = LONGFORMER_KINDS[args.task]
+    if kind not in MODEL_TYPES:
+        raise ValueError("the Longformer task heads (models/longformer_heads.py) are not available")
+    if args.full_attention and args.task != "lm":
+        raise ValueError("--full-attention is for --task lm only (the full causal baseline)")
+    if args.mem_len is not None or args.positions is not None:
+        raise ValueError("--mem-len and --positions are for txl only")
+    device = mt.backend.check_device(args.device)
+    LongformerConfig.preset(args.preset, vocab_size=2, pad_id=0)  # an unknown preset raises ValueError naming the choices
+    suffix = "-full" if args.full_attention else ""
+    out = args.out or os.path.join("runs", f"longformer-{args.task}{suffix}-{args.preset}")
+    corpus = data.load_shakespeare()
+
+    given = {field: getattr(args, field) for field in TRAIN_DEFAULTS if getattr(args, field) is not None}
+    if args.resume:
+        _, meta = read_checkpoint(os.path.join(out, CHECKPOINT_NAME), expected_model=kind)
+        tokenizer = longdoc.LongdocTokenizer.from_dict(meta["tokenizer"])
+        config = LongformerConfig.from_dict(meta["model_config"])
+        settings = {**meta["train_config"], **given}
+    else:
+        tokenizer = longdoc.LongdocTokenizer.from_corpus(corpus)
+        settings = {**TRAIN_DEFAULTS, **LONGFORMER_DEFAULTS[args.task], **given}
+        settings["warmup"] = given.get("warmup", min(TRAIN_DEFAULTS["warmup"], settings["steps"] // 5))
+        overrides = {"max_len": settings["seq_len"], "pad_id": tokenizer.pad_id}
+        if args.task == "lm":
+            # w/2 keys on each side; causal keeps the w/2 to the left. 2 x seq_len covers every earlier token.
+            overrides.update(causal=True, attention_window=2 * settings["seq_len"] if args.full_attention
+                             else LM_WINDOW)
+        config = LongformerConfig.preset(args.preset, tokenizer.vocab_size, **overrides)
+    if settings["seq_len"] > config.max_len:
+        raise ValueError(f"--seq-len {settings['seq_len']} is longer than the model's max_len={config.max_len}")
+    settings["eval_batches"] = settings["eval_batches"] or None  # 0: all of it
+    cfg = TrainConfig(**settings)
+
+    model = build_model(kind, config, rng=np.random.default_rng(cfg.seed)).to(device)
+    window = config.attention_window[0]
+    if args.task == "lm":
+        train_data, val_data = tokenizer.encode(corpus.train), tokenizer.encode(corpus.validation)
+        test_data = tokenizer.encode(corpus.test)
+        sizes = f"train {len(train_data):,} chars, validation {len(val_data):,} chars"
+    elif args.task == "genre":
+        examples = longdoc.build_genre(corpus)
+        encoded = {}
+        for split, exs in examples.items():
+            encoded[split], n_cut = longdoc.encode_genre(exs, tokenizer, config.max_len)
+            encoded[split].baselines = {"majority": longdoc.majority_baseline(examples["train"], exs)}
+            print(f"{split}: {len(exs)} scenes, {n_cut} longer than {config.max_len - 1} characters given as their "
+                  f"first {config.max_len - 1}")
+        train_data, val_data, test_data = encoded["train"], encoded["validation"], encoded["test"]
+        sizes = ", ".join(f"{k} {len(v)} scenes" for k, v in examples.items())
+    else:
+        examples = longdoc.build_speaker_qa(corpus, max_len=config.max_len)
+        encoded = {}
+        for split, exs in examples.items():
+            encoded[split] = longdoc.encode_qa(exs, tokenizer)
+            encoded[split].baselines = longdoc.qa_baselines(exs)
+        train_data, val_data, test_data = encoded["train"], encoded["validation"], encoded["test"]
+        sizes = ", ".join(f"{k} {len(v)} questions" for k, v in examples.items())
+    band = "full causal attention" if args.full_attention else f"window {window}"
+    print(f"model: Longformer {args.preset} ({kind}, {band}, max_len {config.max_len}), "
+          f"{model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}; {sizes}; device {device}; "
+          f"output {out}")
+    result = train(model, train_data, val_data, cfg, out, tokenizer_dict=tokenizer.to_dict(),
+                   model_config_dict=config.to_dict(), resume=args.resume, stop_at=args.stop_at)
+
+    final = args.final_eval_batches or None
+    results = {"task": args.task, "model": kind, "preset": args.preset, "attention_window": window,
+               "full_attention": bool(args.full_attention), "step": result["step"], "max_len": config.max_len}
+    for split, split_data in (("validation", val_data), ("test", test_data)):
+        if args.task == "lm":
+            results[split] = {"bpc": evaluate_bpc(model, split_data, cfg.batch_size, cfg.seq_len, final)}
+        else:
+            metric = "accuracy" if args.task == "genre" else "exact_match"
+            results[split] = {metric: evaluate_task(model, split_data, cfg.batch_size, final),
+                              **split_data.baselines,
+                              "examples": len(split_data) if final is None else min(len(split_data), final * cfg.batch_size)}
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results[split].items())
+        print(f"step {result['step']}: {split} {shown}")
+    tmp = os.path.join(out, "results.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, os.path.join(out, "results.json"))
+    print(f"wrote {os.path.join(out, 'results.json')} (checkpoint in {os.path.join(out, CHECKPOINT_NAME)})")
+    return 0
+
+
 def cmd_sample(args) -> int:
     import minitensor as mt
 
@@ -237,6 +368,9 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--length must be >= 0, got {args.length}")
     device = mt.backend.check_device(args.device)
     model, tokenizer_dict, meta = load_checkpoint(args.ckpt)
+    if meta["model"] not in ("gpt", "txl"):
+        raise ValueError(f"{args.ckpt!r} is a {meta['model']} checkpoint; {args.command} handles gpt and txl "
+                         "(a Longformer run's figures are in its results.json)")
     model.to(device)
     # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
     tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
@@ -270,6 +404,9 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"--context must be >= 1, got {args.context}")
     device = mt.backend.check_device(args.device)
     model, tokenizer_dict, meta = load_checkpoint(args.ckpt)
+    if meta["model"] not in ("gpt", "txl"):
+        raise ValueError(f"{args.ckpt!r} is a {meta['model']} checkpoint; {args.command} handles gpt and txl "
+                         "(a Longformer run's figures are in its results.json)")
     txl = meta["model"] == "txl"
     if txl and args.context is not None:
         raise ValueError("--context is for gpt only (Transformer-XL's context is its segment plus mem_len "

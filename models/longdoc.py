@@ -39,16 +39,30 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import data
 from .tasks import GENRES, _is_speaker_line
 
-__all__ = ["GENRES", "LONGDOC_TASKS", "MIN_LINE", "QA_PER_PLAY", "Encoded", "LongdocTokenizer", "Scene",
-           "build_genre", "build_speaker_qa", "check_qa_example", "encode_genre", "encode_qa", "qa_baselines",
-           "majority_baseline", "scenes"]
+__all__ = [
+    "GENRES",
+    "LONGDOC_TASKS",
+    "MIN_LINE",
+    "QA_PER_PLAY",
+    "Encoded",
+    "LongdocTokenizer",
+    "Scene",
+    "build_genre",
+    "build_speaker_qa",
+    "check_qa_example",
+    "encode_genre",
+    "encode_qa",
+    "majority_baseline",
+    "qa_baselines",
+    "scenes",
+]
 
 LONGDOC_TASKS = ("genre", "speaker-qa", "lm")
 MIN_LINE = 20  # a shorter line ("My lord?") is too often repeated or uninformative to ask about
@@ -255,7 +269,8 @@ class Encoded:
 
     ``ids[i]``: 1-D int64. genre: ``labels[i]`` an index into GENRES. speaker-qa: ``n_question[i]``
     tokens of ``<s> question $`` first, ``starts[i]``/``ends[i]`` the answer's first and LAST token
-    (inclusive) in ``ids[i]``. ``pad_id``: the Longformer's pad token."""
+    (inclusive) in ``ids[i]``. ``pad_id``: the Longformer's pad token. ``baselines``: the task's
+    baselines on these examples (majority class; most frequent / first speaker)."""
 
     kind: str
     ids: list
@@ -264,6 +279,7 @@ class Encoded:
     n_question: np.ndarray | None = None
     starts: np.ndarray | None = None
     ends: np.ndarray | None = None
+    baselines: dict = field(default_factory=dict)  # name -> score on these examples, reported beside the model
 
     def __len__(self):
         return len(self.ids)

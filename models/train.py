@@ -6,8 +6,9 @@ r"""One training loop for every model, readable top to bottom.
     loss, n = batches.step_loss(model)           # next batch and its mean cross-entropy (nats)
     loss.backward(); clip_grad_norm(params, c); opt.step()
 
-and around it four small helpers that run every so often: validation bits per
-character (:func:`evaluate_bpc`), a JSONL metrics line, a loss-curve PNG and an atomic
+and around it four small helpers that run every so often: validation metrics (the adapter's
+``validate``: bits per character, :func:`evaluate_bpc`, for language models; accuracy or exact
+match, :func:`evaluate_task`, beside their baselines, for tasks), a JSONL metrics line, a loss-curve PNG and an atomic
 checkpoint. There are no callback objects or trainer classes to learn: to change
 what happens in a step, edit the loop.
 
@@ -16,6 +17,10 @@ is given, which one small "batches + loss" adapter per model holds (:func:`batch
 
 * GPT (:class:`RandomWindows`): ``B`` windows of ``T`` characters at random offsets,
   ``loss = model.lm_loss(x, y)``, $L_1$ of GPT-1.
+* Longformer tasks (:class:`Examples`): ``B`` examples drawn at random (seeded), right-padded to
+  the batch's longest, ``loss = model.loss(...)`` of the task head (genre: cross-entropy of the
+  CLS logits; speaker-qa: of the span's start and end). The Longformer language model
+  (``longformer-lm``) uses :class:`RandomWindows` as GPT does.
 * Transformer-XL (:class:`Recurrence`): segment recurrence with truncated backpropagation
   through time. The text is read as ``B`` contiguous streams (:class:`models.data.SegmentStream`),
   segment after segment (``T`` = ``tgt_len``), and ``loss, mems = model.loss(x, y, mems)``
@@ -35,7 +40,7 @@ checkpoint intact; no pickle: loading it runs no code):
 * arrays ``optim.<name>``  — AdamW's moment buffers and per-parameter step counts;
 * arrays ``mems.<n>``   — Transformer-XL only: the memory carried into the next step, one
   (B, M, d) array per layer input (absent when the memory is empty, e.g. just reset);
-* metadata (JSON): ``model`` ("gpt" or "txl"), ``step``, ``model_config``, ``tokenizer``,
+* metadata (JSON): ``model`` (a key of :data:`MODEL_TYPES`), ``step``, ``model_config``, ``tokenizer``,
   ``train_config``, the optimizer's scalar fields, where the next batch comes from (GPT: the
   batch sampler's RNG state ``batch_rng_state``; Transformer-XL: the stream's position
   ``stream_state``) and the state of EVERY ``np.random.Generator`` the model holds.
@@ -66,15 +71,31 @@ import numpy as np
 import minitensor as mt
 from minitensor.backend import to_device, to_numpy
 
-from . import data, evaluate
+from . import data, evaluate, longdoc
 from .gpt import GPT, GPTConfig
+from .longformer import LongformerConfig
 from .transformer_xl import TransformerXL, TransformerXLConfig
+
+try:
+    from .longformer_heads import (
+        LongformerForCausalLM,
+        LongformerForQuestionAnswering,
+        LongformerForSequenceClassification,
+    )
+except ImportError:  # the task heads are written separately; without them longformer training is unavailable
+    LongformerForCausalLM = LongformerForQuestionAnswering = LongformerForSequenceClassification = None
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"
 #: The ``model`` field of a checkpoint's metadata -> (model class, config class).
 MODEL_TYPES = {"gpt": (GPT, GPTConfig), "txl": (TransformerXL, TransformerXLConfig)}
+if LongformerForCausalLM is not None:
+    MODEL_TYPES.update({"longformer-lm": (LongformerForCausalLM, LongformerConfig),
+                        "longformer-genre": (LongformerForSequenceClassification, LongformerConfig),
+                        "longformer-qa": (LongformerForQuestionAnswering, LongformerConfig)})
+#: Longformer task (command line) -> its checkpoint kind.
+LONGFORMER_KINDS = {"lm": "longformer-lm", "genre": "longformer-genre", "speaker-qa": "longformer-qa"}
 LN2 = math.log(2.0)
 
 
@@ -116,8 +137,18 @@ class TrainConfig:
 
 # ------------------------------------------------------------------ helpers
 
+def build_model(kind: str, config, rng=None, dtype=np.float32):
+    """A fresh model of checkpoint kind ``kind`` (a key of :data:`MODEL_TYPES`)."""
+    if kind not in MODEL_TYPES:
+        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(MODEL_TYPES)}")
+    model_cls, _ = MODEL_TYPES[kind]
+    if kind == "longformer-genre":
+        return model_cls(config, len(longdoc.GENRES), rng, dtype=dtype)
+    return model_cls(config, rng=rng, dtype=dtype)
+
+
 def model_type(model) -> str:
-    """The checkpoint name of ``model``'s kind: "gpt" or "txl"."""
+    """The checkpoint name of ``model``'s kind: a key of :data:`MODEL_TYPES` ("gpt", "txl", "longformer-qa" ...)."""
     for name, (cls, _) in MODEL_TYPES.items():
         if isinstance(model, cls):
             return name
@@ -186,6 +217,33 @@ def evaluate_bpc(model, ids: np.ndarray, batch_size: int, seq_len: int, max_batc
     return total_nats / count / LN2
 
 
+@mt.no_grad()
+def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches: int | None = None) -> float:
+    """Accuracy (genre: the argmax label) or exact match (speaker-qa: predicted start AND end equal the
+    answer's) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
+    was_training = model.training
+    model.eval()
+    hits, count = 0, 0
+    try:
+        for i, lo in enumerate(range(0, len(examples), batch_size)):
+            if max_batches is not None and i >= max_batches:
+                break
+            index = np.arange(lo, min(lo + batch_size, len(examples)))
+            b = examples.batch(index)
+            if examples.kind == "genre":
+                logits = to_numpy(model(b["ids"], padding_mask=b["padding_mask"]).data)  # (B, C)
+                hits += int((logits.argmax(axis=-1) == b["labels"]).sum())
+            else:
+                spans = np.asarray(model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"]))
+                hits += int(((spans[:, 0] == b["starts"]) & (spans[:, 1] == b["ends"])).sum())  # (B, 2)
+            count += len(index)
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate_task: no examples to evaluate")
+    return hits / count
+
+
 def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict, train_config, batch_rng=None,
                     stream=None, mems=None) -> None:
     """Model, optimizer, every RNG, and (Transformer-XL) the stream position and the memory
@@ -219,7 +277,7 @@ def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict
 
 def read_checkpoint(path, expected_model: str | None = None):
     """``(state, metadata)`` of a training checkpoint; ``path`` is the file or its directory.
-    ``expected_model`` ("gpt" or "txl"), when given, must be the checkpoint's model."""
+    ``expected_model`` (a key of :data:`MODEL_TYPES`), when given, must be the checkpoint's model."""
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, CHECKPOINT_NAME)
@@ -250,14 +308,15 @@ def _saved_mems(state):
 def load_checkpoint(path, expected_model: str | None = None):
     """Rebuild the model saved at ``path`` (a checkpoint file or its directory).
 
-    Returns ``(model, tokenizer_dict, metadata)``; the model (GPT or Transformer-XL, as the
-    metadata's ``model`` says) is in eval mode, on the CPU, with its dropout generators restored
-    to their saved states. ``expected_model`` ("gpt" or "txl"), when given, must be its kind
+    Returns ``(model, tokenizer_dict, metadata)``; the model (of the kind the metadata's ``model``
+    says) is in eval mode, on the CPU, with its dropout generators restored
+    to their saved states. ``expected_model`` (e.g. "gpt"), when given, must be its kind
     (a clear ValueError otherwise, e.g. for a caller that only handles GPT).
     """
     state, metadata = read_checkpoint(path, expected_model)
-    model_cls, config_cls = MODEL_TYPES[metadata["model"]]
-    model = model_cls(config_cls.from_dict(metadata["model_config"]), dtype=np.dtype(metadata.get("dtype", "float32")))
+    _, config_cls = MODEL_TYPES[metadata["model"]]
+    model = build_model(metadata["model"], config_cls.from_dict(metadata["model_config"]),
+                        dtype=np.dtype(metadata.get("dtype", "float32")))
     model_state, _ = _split_state(state)
     model.load_state_dict(model_state)
     _set_generator_states(model, metadata["model_rng_states"])
@@ -297,9 +356,17 @@ def plot_losses(metrics_path, png_path, log=print) -> bool:
     if evals:
         ax.plot([r["step"] for r in evals], [r["val_bpc"] for r in evals], "o-", label="validation bpc")
     ax.set_xlabel("step")
-    ax.set_ylabel("bits per character")
+    ax.set_ylabel("bits per character" if evals or not records else "train loss (bits)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left")
+    scores = [(k, [r for r in records if k in r]) for k in ("val_accuracy", "val_exact_match")]
+    for key, rows in scores:  # tasks: the validation score on its own axis, 0..1
+        if rows:
+            ax2 = ax.twinx()
+            ax2.plot([r["step"] for r in rows], [r[key] for r in rows], "s-", color="tab:green",
+                     label=key.replace("_", " "))
+            ax2.set_ylim(0, 1)
+            ax2.legend(loc="upper right")
     fig.tight_layout()
     tmp = png_path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
@@ -337,6 +404,40 @@ class RandomWindows:
     def restore(self, state, meta) -> None:
         self.rng.bit_generator.state = meta["batch_rng_state"]
 
+    def validate(self, model, val_ids, max_batches) -> dict:
+        return {"val_bpc": evaluate_bpc(model, val_ids, self.cfg.batch_size, self.cfg.seq_len, max_batches)}
+
+
+class Examples:
+    """Longformer tasks: each step ``B`` examples drawn without replacement from the training set
+    (a generator seeded by ``cfg.seed``, saved for resume), right-padded to the batch's longest
+    (banded attention takes any length: no rounding to the window), ``loss`` from the task head."""
+
+    def __init__(self, train_examples: longdoc.Encoded, cfg: TrainConfig, device):
+        self.examples, self.cfg, self.device = train_examples, cfg, device
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def step_loss(self, model):
+        index = self.rng.choice(len(self.examples), size=min(self.cfg.batch_size, len(self.examples)), replace=False)
+        b = self.examples.batch(index)  # (B, T) ids, padding_mask ...
+        if self.examples.kind == "genre":
+            loss = model.loss(b["ids"], b["labels"], padding_mask=b["padding_mask"])
+        else:
+            loss = model.loss(b["ids"], b["question_mask"], b["starts"], b["ends"], padding_mask=b["padding_mask"])
+        return loss, int(b["padding_mask"].sum())  # tokens read this step
+
+    def checkpoint_fields(self) -> dict:
+        return {"batch_rng": self.rng}
+
+    def restore(self, state, meta) -> None:
+        self.rng.bit_generator.state = meta["batch_rng_state"]
+
+    def validate(self, model, val_examples: longdoc.Encoded, max_batches) -> dict:
+        """Accuracy (genre) or exact match (speaker-qa), and the baselines stored with the examples."""
+        name = "val_accuracy" if val_examples.kind == "genre" else "val_exact_match"
+        score = evaluate_task(model, val_examples, self.cfg.batch_size, max_batches)
+        return {name: score, **{f"val_{k}": v for k, v in val_examples.baselines.items()}}
+
 
 class Recurrence:
     """Transformer-XL: ``B`` contiguous streams read segment after segment, the memory carried
@@ -345,6 +446,7 @@ class Recurrence:
     def __init__(self, train_ids, cfg: TrainConfig, device):
         self.stream = data.SegmentStream(train_ids, cfg.batch_size, cfg.seq_len)
         self.device = device
+        self.cfg = cfg
         self.mems = None  # empty memory
 
     def step_loss(self, model):
@@ -362,10 +464,16 @@ class Recurrence:
         mems = _saved_mems(state)
         self.mems = None if mems is None else [to_device(m, self.device) for m in mems]
 
+    def validate(self, model, val_ids, max_batches) -> dict:
+        return {"val_bpc": evaluate_bpc(model, val_ids, self.cfg.batch_size, self.cfg.seq_len, max_batches)}
 
-def batches_for(model, train_ids, cfg: TrainConfig, device):
-    """The "batches + loss" adapter of ``model``'s kind."""
-    return {"gpt": RandomWindows, "txl": Recurrence}[model_type(model)](train_ids, cfg, device)
+
+def batches_for(model, train_data, cfg: TrainConfig, device):
+    """The "batches + loss" adapter of ``model``'s kind; ``train_data`` is token ids (language models)
+    or a :class:`models.longdoc.Encoded` (Longformer tasks)."""
+    adapters = {"gpt": RandomWindows, "txl": Recurrence, "longformer-lm": RandomWindows,
+                "longformer-genre": Examples, "longformer-qa": Examples}
+    return adapters[model_type(model)](train_data, cfg, device)
 
 
 # ------------------------------------------------------------------ the loop
@@ -374,10 +482,13 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
           resume=False, stop_at=None, log=print) -> dict:
     """Train ``model`` on ``train_ids`` for ``cfg.steps`` steps, writing to ``out_dir``.
 
+    ``train_ids``/``val_ids``: token ids for language models; for Longformer tasks, the encoded
+    examples (:class:`models.longdoc.Encoded`) of the training and validation plays.
     ``resume=True`` continues from ``out_dir/checkpoint.npz`` exactly where it stopped.
     ``stop_at`` (optional) ends the run after that step, checkpointing first, as if the run
     had been interrupted there: the LR schedule still spans ``cfg.steps``.
-    Returns ``{"step", "loss", "val_bpc"}`` of the last step (val_bpc of the final evaluation).
+    Returns ``{"step", "loss", "val_bpc"}`` of the last step (val_bpc of the final evaluation; None for a
+    task) and the last validation metrics (``val_accuracy`` or ``val_exact_match`` and the baselines).
     """
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
@@ -385,8 +496,9 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
     png_path = os.path.join(out_dir, PLOT_NAME)
     last_step = cfg.steps if stop_at is None else min(int(stop_at), cfg.steps)
     device = _model_device(model)
-    train_ids = np.asarray(train_ids)
-    val_ids = np.asarray(val_ids)
+    if not isinstance(train_ids, longdoc.Encoded):
+        train_ids = np.asarray(train_ids)
+        val_ids = np.asarray(val_ids)
 
     params = model.parameters()
     opt = mt.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, skip_1d_decay=True)
@@ -425,7 +537,7 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
                         model_config_dict=model_config_dict, train_config=cfg, **batches.checkpoint_fields())
 
     bar = _progress(cfg.steps, step)
-    loss_value, val_bpc = float("nan"), None
+    loss_value, val_metrics = float("nan"), {}
     model.train()
     while step < last_step:
         t0 = time.perf_counter()
@@ -445,12 +557,13 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         record = {"step": step, "loss": loss_value, "lr": opt.lr, "grad_norm": grad_norm,
                   "tokens_per_s": tokens_per_s}
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            val_bpc = evaluate_bpc(model, val_ids, cfg.batch_size, cfg.seq_len, cfg.eval_batches)
-            record["val_bpc"] = val_bpc
+            val_metrics = batches.validate(model, val_ids, cfg.eval_batches)  # {"val_bpc": ...} or task scores
+            record.update(val_metrics)
+            shown = "  ".join(f"{k.removeprefix('val_').replace('_', ' ')} {v:.4f}" for k, v in val_metrics.items())
             if bar is not None and not bar.disable:
-                bar.write(f"step {step}: val bpc {val_bpc:.4f}")
+                bar.write(f"step {step}: val {shown}")
             else:
-                log(f"step {step}/{cfg.steps}: loss {loss_value:.4f}  val bpc {val_bpc:.4f}")
+                log(f"step {step}/{cfg.steps}: loss {loss_value:.4f}  val {shown}")
         _append_jsonl(metrics_path, record)
         if bar is not None:
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
@@ -464,4 +577,4 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
     if step == last_step and not os.path.exists(ckpt_path):
         checkpoint()  # e.g. resuming a run that had already finished
     plot_losses(metrics_path, png_path, log=log)
-    return {"step": step, "loss": loss_value, "val_bpc": val_bpc}
+    return {"step": step, "loss": loss_value, "val_bpc": val_metrics.get("val_bpc"), **val_metrics}

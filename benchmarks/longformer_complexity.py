@@ -14,7 +14,8 @@ $Q_g, K_g, V_g$ are (B, H, T, Dh) leaf tensors requiring grad: attention only, n
 * ``reference``: :func:`banded_attention_reference`, the loop over rows. Its work is linear in T
   but its autograd graph (a node per row) makes it grow faster in practice; a length is skipped
   when one run would take more than ``--reference-limit-s`` (60 s), with an estimate scaled
-  linearly from the largest length measured (a lower bound).
+  linearly from the largest length measured (a lower bound), and always above
+  ``--reference-max-len`` (4096: its graph takes about 1 GiB per 1k tokens, 4.5 GiB at 4k).
 * ``banded``: :func:`banded_attention`, vectorised (also at T = 32k).
 * ``banded-cupy``: the same on a CUDA GPU when :func:`minitensor.backend.gpu_available` (time after
   a device synchronise; the memory column is then host RSS, which says little: the GPU's own peak is
@@ -362,7 +363,10 @@ def figure_rows(args, gpu):
             if method == "full" and dense_gib(t) > args.max_dense_gib:
                 r = {"method": method, "T": t, "skipped": f"skipped: (B,H,T,T) scores {dense_gib(t):.1f} GiB "
                                                            f"> --max-dense-gib {args.max_dense_gib:g}"}
-            if method == "reference" and ref_last is not None:
+            if method == "reference" and t > args.reference_max_len:
+                r = {"method": method, "T": t, "skipped": f"skipped: T > --reference-max-len {args.reference_max_len} "
+                                                           "(its per-row graph needs ~1 GiB per 1k tokens)"}
+            elif method == "reference" and ref_last is not None:
                 est = ref_last[1] * t / ref_last[0]  # the loop is linear in T
                 if est > args.reference_limit_s:
                     r = {"method": method, "T": t, "skipped": f"skipped (est. {est:.0f} s)", "est_seconds": est}
@@ -444,11 +448,14 @@ def plot(rows, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--lengths", type=int, nargs="+", default=None, help=f"T values (default {LENGTHS})")
+    p.add_argument("--lengths", type=int, nargs="*", default=None,
+                   help=f"T values (default {LENGTHS}); '--lengths' alone: only the HF comparison")
     p.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up; the median is reported")
     p.add_argument("--max-dense-gib", type=float, default=1.0,
                    help="skip full attention where its (B,H,T,T) float32 scores exceed this (default 1 GiB; "
                         "its peak is ~4-5x that)")
+    p.add_argument("--reference-max-len", type=int, default=4096,
+                   help="never run the loop reference above this T (its memory grows ~1 GiB per 1k tokens; default 4096)")
     p.add_argument("--reference-limit-s", type=float, default=60.0,
                    help="skip the loop reference where one run is estimated above this (default 60 s)")
     p.add_argument("--skip-hf", action="store_true", help="no Hugging Face comparison (no torch needed)")
@@ -465,9 +472,9 @@ def main(argv=None):
         one(args.one[0], int(args.one[1]), args.window, args.repeats, args.threads)
         return None
     if args.quick:
-        args.lengths = args.lengths or QUICK_LENGTHS
+        args.lengths = QUICK_LENGTHS if args.lengths is None else args.lengths
         args.window, args.repeats, args.hf_length = QUICK_WINDOW, 1, 256
-    args.lengths = args.lengths or LENGTHS
+    args.lengths = LENGTHS if args.lengths is None else args.lengths
 
     from minitensor.backend import gpu_available
 

@@ -25,9 +25,11 @@ plays train, the three validation and three test plays evaluate. Sampling (speak
 from a generator seeded by the task's name and the play (:func:`models.tasks._rng`'s rule), so
 a task is the same on every machine.
 
-Baselines, reported beside the model: genre's majority class (of the training scenes, scored on
-the evaluated split); for speaker-qa, answering with (a) the scene's most frequent speaker or
-(b) the scene's first speaker, exact match of each (the span of that speaker's first header).
+Scoring: genre by accuracy; speaker-qa by exact match of the answer TEXT, as SQuAD scores it (the
+predicted span's characters equal the speaker's name; any header of that speaker counts, though the
+training target is the header of the speech that holds the line). Baselines, reported beside the
+model: genre's majority class (of the training scenes, scored on the evaluated split); for
+speaker-qa, answering with (a) the scene's most frequent speaker or (b) the scene's first speaker.
 
 Tokens: the GPT character vocabulary (:class:`models.data.CharTokenizer` of the training text)
 plus three special tokens appended after its ``V`` characters: ``<s>`` start (id V), ``$``

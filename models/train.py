@@ -219,8 +219,9 @@ def evaluate_bpc(model, ids: np.ndarray, batch_size: int, seq_len: int, max_batc
 
 @mt.no_grad()
 def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches: int | None = None) -> float:
-    """Accuracy (genre: the argmax label) or exact match (speaker-qa: predicted start AND end equal the
-    answer's) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
+    """Accuracy (genre: the argmax label) or exact match (speaker-qa: the predicted span's TEXT equals the
+    answer's, as SQuAD scores it — any header of the right speaker counts, which is also how the baselines
+    are scored) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
     was_training = model.training
     model.eval()
     hits, count = 0, 0
@@ -235,7 +236,8 @@ def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches
                 hits += int((logits.argmax(axis=-1) == b["labels"]).sum())
             else:
                 spans = np.asarray(model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"]))
-                hits += int(((spans[:, 0] == b["starts"]) & (spans[:, 1] == b["ends"])).sum())  # (B, 2)
+                for row, (s, e), gs, ge in zip(b["ids"], spans, b["starts"], b["ends"]):  # spans (B, 2), inclusive
+                    hits += s >= 0 and np.array_equal(row[s:e + 1], row[gs:ge + 1])  # the same text
             count += len(index)
     finally:
         model.train(was_training)

@@ -127,16 +127,31 @@ def _toy_qa(n=6):
     return enc, config
 
 
-def test_evaluate_task_exact_match_matches_predict_spans_by_hand():
+def test_evaluate_task_exact_match_compares_the_span_text():
     enc, config = _toy_qa()
     model = tr.build_model("longformer-qa", config, rng=np.random.default_rng(0))
     b = enc.batch(np.arange(len(enc)))
     spans = model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"])
-    by_hand = np.mean((spans[:, 0] == enc.starts) & (spans[:, 1] == enc.ends))
+    by_hand = np.mean([np.array_equal(ids[s:e + 1], ids[gs:ge + 1])
+                       for ids, (s, e), gs, ge in zip(b["ids"], spans, enc.starts, enc.ends)])
     assert tr.evaluate_task(model, enc, batch_size=4) == pytest.approx(by_hand)  # batches of 4 and 2: padding differs
-    # The gold spans score 1.0 when the model predicts them: a stub that returns them.
-    model.predict_spans = lambda ids, qm, padding_mask=None: np.stack([enc.starts, enc.ends], axis=1)
+    gold = np.stack([enc.starts, enc.ends], axis=1)
+    model.predict_spans = lambda ids, qm, padding_mask=None: gold[:len(ids)]
     assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
+    # Another header of the same speaker is the same answer text: it counts (SQuAD's exact match)
+    b = enc.batch(np.arange(len(enc)))
+    elsewhere = []
+    for ids, gs, ge in zip(b["ids"], enc.starts, enc.ends):
+        name = ids[gs:ge + 1]
+        hits = [i for i in range(len(ids) - len(name) + 1) if i != gs and np.array_equal(ids[i:i + len(name)], name)]
+        elsewhere.append((hits[0], hits[0] + len(name) - 1) if hits else (gs, ge))
+    model.predict_spans = lambda ids, qm, padding_mask=None: np.array(elsewhere)[:len(ids)]
+    assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
+    # A span one character short is wrong; no span at all (-1, -1) is wrong
+    model.predict_spans = lambda ids, qm, padding_mask=None: (gold - [0, 1])[:len(ids)]
+    assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
+    model.predict_spans = lambda ids, qm, padding_mask=None: np.full((len(ids), 2), -1)
+    assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
 
 
 def test_examples_adapter_draws_seeded_batches_and_restores():

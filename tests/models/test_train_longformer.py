@@ -57,9 +57,13 @@ def test_each_task_trains_end_to_end(tmp_path, task, metric, baselines):
         assert metric in results[split] and all(0.0 <= results[split][b] <= 1.0 for b in baselines)
     if task == "lm":
         assert 4.0 < results["test"]["bpc"] < 8.0  # 3 steps from a random init: about log2(vocabulary)
-        assert results["attention_window"] == 64 and not results["full_attention"]
+        assert results["attention_window"] == [64, 64] and not results["full_attention"]
     else:
         assert 0.0 <= results["test"][metric] <= 1.0
+        held_out = results["held-out"]  # validation + test, scored together (capped at 2 batches here)
+        assert 0.0 <= held_out[metric] <= 1.0 and all(0.0 <= held_out[b] <= 1.0 for b in baselines)
+        want = {"genre": [32, 32], "speaker-qa": [32, 64, 128, 256]}[task]
+        assert results["attention_window"] == want
     _, meta = tr.read_checkpoint(tmp_path)
     assert meta["model"] == tr.LONGFORMER_KINDS[task]
 

@@ -85,3 +85,11 @@ def test_task_global_mask_matches_the_real_qa_encoding(lesson):
     got = lesson["task_global_mask"]("speaker-qa", batch["ids"], tok.pad_id, tok.sep_id)
     np.testing.assert_array_equal(got, batch["question_mask"])
     assert got.any(axis=1).all()
+
+
+# ------------------------------------------------------------------ the lesson's experiment
+
+def test_only_a_global_cls_solves_the_far_marker_task(lesson):
+    acc = lesson["accuracy"]
+    assert acc["global CLS"] >= 0.95  # reads the whole sequence in one layer
+    assert acc["no global token"] <= 0.65  # sees 4 neighbours: about chance

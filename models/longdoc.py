@@ -3,7 +3,7 @@ r"""Long-document tasks for the Longformer, built from whole scenes of the Shake
 A **scene** is the text of a play from one scene heading (``SCENE II. A camp near Forres.``,
 ``PROLOGUE``, ``EPILOGUE``, ``INDUCTION``, ``INTERMISSION``) to the next; the heading is kept
 (it names the place, not the play) and ``ACT N`` lines are dropped. Scenes run to thousands of
-characters (a median of about 3,000), far beyond GPT's 128-character context.
+characters (789 scenes, a median of 4,738), far beyond GPT's 128-character context.
 
 ``genre`` (sequence classification, the CLS token global)
     input ``<s> scene`` -> the genre of the play (:data:`models.tasks.GENRES`). A scene longer than

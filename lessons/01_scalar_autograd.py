@@ -201,7 +201,7 @@ def _pow(self, n):
     out = Value(self.data**n, (self,), f"**{n}")
 
     def _backward():
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 01: d(x**n)/dx = n x**(n-1); accumulate (+=) into self.grad
         self.grad += n * self.data ** (n - 1) * out.grad
         # END SOLUTION
 
@@ -256,7 +256,7 @@ def _tanh(self):
     out = Value(t, (self,), "tanh")
 
     def _backward():
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 01: d tanh(x)/dx = 1 - tanh(x)**2 (t is already computed); accumulate into self.grad
         self.grad += (1.0 - t * t) * out.grad
         # END SOLUTION
 
@@ -336,7 +336,7 @@ def topological_order(root):
     Iterative depth-first search: no recursion, so graph depth is not limited
     by Python's recursion limit.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 01: iterative depth-first search returning every node after its parents (no recursion)
     order = []
     visited = set()
     stack = [(root, False)]

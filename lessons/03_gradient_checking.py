@@ -265,7 +265,7 @@ print(f"spacing of float32 numbers near s: {np.spacing(np.float32(34.0)):.1e}")
 # %%
 def relative_error(a, n):
     """max |a - n| / max(max |a|, max |n|), and 0.0 when both are all zeros."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 03: relative_error: max|a - n| / max(max|a|, max|n|) in float64, 0.0 when both are all zeros
     a = np.asarray(a, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     scale = max(np.abs(a).max(initial=0.0), np.abs(n).max(initial=0.0))

@@ -252,7 +252,7 @@ show(Softmax.backward, source=True)
 def softmax_jacobian(y):
     r"""The softmax Jacobian $J_{ij} = \partial y_i / \partial x_j = y_i([i=j] - y_j)$
     from the softmax *output* ``y`` (NumPy, shape (..., C)); returns shape (..., C, C)."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 04: softmax_jacobian: J_ij = y_i ([i=j] - y_j), shape (..., C, C)
     eye = np.eye(y.shape[-1], dtype=y.dtype)
     J = y[..., :, None] * (eye - y[..., None, :])  # row i, column j
     return J

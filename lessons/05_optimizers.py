@@ -364,7 +364,7 @@ def warmup_cosine_lr(step, *, warmup, total, peak_lr, min_lr=0.0):
     r"""The learning rate for update number ``step`` (0-based): linear warmup to ``peak_lr``
     over ``warmup`` steps, then a cosine from ``peak_lr`` to ``min_lr`` reached at ``total``
     (and held after it)."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 05: warmup_cosine_lr: linear warmup to peak_lr over warmup steps, then a cosine down to min_lr at total
     if step < warmup:
         return peak_lr * (step + 1) / warmup
     frac = min(1.0, (step - warmup) / max(1, total - warmup))

@@ -276,7 +276,7 @@ def attention_by_hand(q, k, v, mask=None):
 
     Returns ``(out, weights)``; fully-masked rows give zero weights and zero output.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 06: attention_by_hand: q k^T / sqrt(d_h), -inf where masked, softmax; a fully-masked row gives zeros
     scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])  # (..., T_q, T_k)
     if mask is not None:
         scores = np.where(mask, scores, -np.inf)
@@ -385,7 +385,7 @@ show(mt.testing.gradcheck)
 
 def check_softmax_gradient(softmax_fn, scores, mask):
     """Gradcheck ``softmax_fn(s, mask)`` with respect to ``s`` at the float64 array ``scores``."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 06: check_softmax_gradient: mt.testing.gradcheck of softmax_fn(s, mask) at a float64 tensor s
     s = mt.tensor(np.asarray(scores, dtype=np.float64), requires_grad=True)
     return mt.testing.gradcheck(lambda t: softmax_fn(t, mask), s)
     # END SOLUTION

@@ -468,7 +468,7 @@ def sampling_probabilities(logits, temperature=1.0, top_k=None):
     ``logits`` (V,) as float64; logits below the k-th largest get probability exactly 0
     (ties with it are kept). ``top_k=None`` keeps all V.
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 07: sampling_probabilities: softmax(z / temperature) over the top_k largest logits, exactly 0 elsewhere
     z = np.asarray(logits, dtype=np.float64) / temperature
     if top_k is not None and top_k < z.size:
         kth = np.partition(z, z.size - top_k)[z.size - top_k]  # the k-th largest

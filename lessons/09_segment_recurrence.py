@@ -327,7 +327,7 @@ print(f"segment 2 with memory vs positions 5..9 of one pass over both: max |diff
 def longest_dependency(n_layer, seg_len, mem_len):
     """(n_layer + 1, seg_len) ints: row n, column i = how many tokens back layer n's output
     at index i of a segment depends on, in a long stream (memory full)."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 09: longest_dependency: reach[n, i] = max over keys k in -M..i of i - k + reach[n-1, k mod L]
     reach = np.zeros((n_layer + 1, seg_len), dtype=np.int64)
     for n in range(1, n_layer + 1):
         for i in range(seg_len):

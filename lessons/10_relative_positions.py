@@ -270,7 +270,7 @@ print(f"rel_shift equals the steps above: {rel_shift_equals_steps}; "
 # %%
 def rel_shift_by_index(x):
     """y[..., i, j] = x[..., i, T-1-i+j] where j <= i + M (M = K - T), NaN elsewhere (the future)."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 10: rel_shift_by_index: y[..., i, j] = x[..., i, T-1-i+j] where j <= i + M, NaN elsewhere
     x = np.asarray(x, dtype=np.float64)
     t, k = x.shape[-2:]
     m = k - t
@@ -384,7 +384,7 @@ show(gradcheck)
 
 def check_relative_scores(fn, seed=0, m=2, t=3):
     """gradcheck of mask * fn(q, k, r, u, v) over every entry of the five float64 inputs."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 10: check_relative_scores: float64 gradcheck of causal mask * fn(q, k, r, u, v) over all five inputs
     gen = np.random.default_rng(seed)
     b, h, dh, klen = 1, 2, 4, m + t
     shapes = [(b, h, t, dh), (b, h, klen, dh), (h, klen, dh), (h, dh), (h, dh)]

@@ -146,7 +146,7 @@ def layer_flops(t, k, d, d_ff, relative=False):
     keys; q k^T and alpha v over t x k; with ``relative`` also W_{k,R} R (k rows) and the
     position scores (b)+(d) (t x k).
     """
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 11: layer_flops: 2 FLOPs per multiply-add: projections, FFN, q k^T and alpha v (+ W_{k,R} R and (b)+(d))
     flops = 2 * t * d * d + 4 * k * d * d + 2 * t * d * d + 4 * t * d * d_ff  # q; k, v; out; FFN
     flops += 2 * t * k * d + 2 * t * k * d  # q^T k and alpha v, all heads together
     if relative:
@@ -227,7 +227,7 @@ def sliding_windows(n_ids, context):
     """(windows, targets): for every target position t = context .. n_ids-1, the row
     ``windows[t - context]`` holds the positions t-context .. t-1 of the window that predicts t.
     windows is (n_ids - context, context) int64, targets (n_ids - context,) int64."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 11: sliding_windows: targets context..n_ids-1; row t - context holds positions t-context .. t-1
     targets = np.arange(context, n_ids, dtype=np.int64)  # every target with a full window
     windows = targets[:, None] - context + np.arange(context, dtype=np.int64)  # (W, C): t-C .. t-1
     return windows, targets

@@ -98,7 +98,7 @@ for t in (1024, 4096, 16384, 32768):
 # %%
 def band_mask(t, window, dilation=1, causal=False):
     """(t, t) bool: True where query i sees key j under the (dilated, maybe causal) window."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 12: band_mask: |j - i| <= (window // 2) * dilation, j - i a multiple of dilation, j <= i if causal
     i = np.arange(t)[:, None]
     j = np.arange(t)[None, :]
     offset = j - i  # key minus query
@@ -162,7 +162,7 @@ print("band_mask agrees with band_key_index and allowed_keys (d = 1, 3; causal a
 # %%
 def receptive_field(masks):
     """(T, T) bool: True where the stack's output i can depend on input j."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 12: receptive_field: compose the masks bottom-up with integer matrix products, threshold > 0
     reach = np.eye(masks[0].shape[0], dtype=np.int64)
     for m in masks:  # bottom layer first: output_i <- layer_top ... <- layer_1 <- input_j
         reach = (m.astype(np.int64) @ reach > 0).astype(np.int64)

@@ -81,7 +81,7 @@ def softmax_rows(s, mask):
 
 def global_attention_dense(q, k, v, qg, kg, vg, is_global, window):
     """One head, (T, Dh) arrays: Longformer attention with global tokens, via (T, T) masks."""
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 13: global_attention_dense: local rows see the window and global columns; global rows see all with Q_g, K_g, V_g
     t, dh = q.shape
     scale = 1.0 / math.sqrt(dh)
     offset = np.arange(t)[None, :] - np.arange(t)[:, None]
@@ -198,7 +198,7 @@ print(f"copies of Q_s, K_s, V_s: global row 13 == full attention of row 13: "
 def task_global_mask(task, ids, pad_id, sep_id):
     """(B, T) bool: the global tokens of a batch of right-padded inputs of ``task``."""
     ids = np.asarray(ids)
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 13: task_global_mask: genre position 0, speaker-qa up to the first sep_id, lm none; never padding
     mask = np.zeros(ids.shape, bool)
     if task == "genre":
         mask[:, 0] = True

@@ -83,7 +83,7 @@ class TaskEncoder:
     def sequences(self, example: dict, where: str = "example") -> list:
         """The token sequences of one example (lists of ids), per the format's transform."""
         s, d, e = self.start, self.delim, self.extract
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 08: TaskEncoder.sequences: <s> ... <e> per format, $ between parts; similarity both orders, one per choice
         if self.format == "classification":
             seqs = [[s, *self._text(example["text"], where), e]]
         elif self.format == "entailment":
@@ -133,7 +133,7 @@ class EncodedSplit:
             ids[r, :len(q)] = q
         lengths = np.array([len(q) for q in flat])
         targets = np.full_like(ids, IGNORE)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 08: EncodedSplit.batch: next-token targets, IGNORE past each sequence's end and for non-text ids
         targets[:, :-1] = ids[:, 1:]
         inside = np.arange(t)[None, :] < (lengths - 1)[:, None]  # a next token exists in the sequence
         targets[~inside | (targets >= self.n_text)] = IGNORE  # L_1 scores characters only
@@ -180,7 +180,7 @@ class GPTForTasks(nn.Module):
     def forward(self, ids, last, n_examples: int, with_lm: bool = False):
         """Task logits (and the LM logits (n·S, T, V+3) when ``with_lm``) for a padded batch."""
         h = self.transformer.hidden_states(ids)  # (n·S, T, d)
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 08: GPTForTasks.forward: h at each <e> (last), dropout, head per choice or summed over the S orders
         h_last = h[np.arange(h.shape[0]), last]  # (n·S, d): h_l^m of each <e>
         h_last = self.clf_dropout(h_last).reshape(n_examples, -1, h.shape[-1])  # (n, S, d)
         if self.format == "multiple_choice":

@@ -49,7 +49,7 @@ class MaskedSoftmax(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        # BEGIN SOLUTION
+        # BEGIN SOLUTION lesson 06: MaskedSoftmax.backward: p * (grad - sum(grad * p)) along ctx.axis
         (p,) = ctx.saved_tensors
         gp = grad * p
         row = gp.sum(axis=ctx.axis, keepdims=True)  # sum_k pbar_k p_k
@@ -139,7 +139,7 @@ def concat_memory(mem, h: Tensor, axis: int = -2) -> Tensor:
     """
     if mem is None:
         return h
-    # BEGIN SOLUTION
+    # BEGIN SOLUTION lesson 09: concat_memory: SG(m): a new Tensor on mem's data, so no gradient and no graph reach it
     mem = Tensor(mem.data if isinstance(mem, Tensor) else get_array_module(mem).asarray(mem))  # SG(m)
     # END SOLUTION
     ax = axis % h.ndim

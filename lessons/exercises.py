@@ -267,27 +267,27 @@ def verify(jobs=2, repo=REPO, per_region=True, stream=sys.stdout):
             copies[key] = d
         return key
 
-    plan = []  # (check, lesson, key, expect_pass, region)
-    student = copy_for(regions)
-    full = copy_for(())
-    for n in testable:
-        plan.append(("student", n, student, False, None))
-        plan.append(("full", n, full, True, None))
-        plan.append(("graded", n, copy_for(r for r in regions if r.lesson > n), True, None))
-    if per_region:
-        for r in regions:
-            if r.lesson in testable:
-                plan.append(("region", r.lesson, copy_for([r]), False, r))
-    print(f"{len(regions)} regions in {len(sources)} files; {len(copies)} copies in {tmp}; "
-          f"{len({(k, n) for _, n, k, _, _ in plan})} pytest runs on {jobs} workers", file=stream, flush=True)
-
-    # the passing runs (whole lesson suites) first, the quick failures fill in behind them
-    todo = list(dict.fromkeys((k, n) for _, n, k, e, _ in sorted(plan, key=lambda p: not p[3])))
     try:
+        plan = []  # (check, lesson, key, expect_pass, region)
+        student = copy_for(regions)
+        full = copy_for(())
+        for n in testable:
+            plan.append(("student", n, student, False, None))
+            plan.append(("full", n, full, True, None))
+            plan.append(("graded", n, copy_for(r for r in regions if r.lesson > n), True, None))
+        if per_region:
+            for r in regions:
+                if r.lesson in testable:
+                    plan.append(("region", r.lesson, copy_for([r]), False, r))
+        print(f"{len(regions)} regions in {len(sources)} files; {len(copies)} copies in {tmp}; "
+              f"{len({(k, n) for _, n, k, _, _ in plan})} pytest runs on {jobs} workers", file=stream, flush=True)
+
+        # the passing runs (whole lesson suites) first, the quick failures fill in behind them
+        todo = list(dict.fromkeys((k, n) for _, n, k, e, _ in sorted(plan, key=lambda p: not p[3])))
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for (k, n), res in zip(todo, pool.map(lambda kn: run_pytest(copies[kn[0]], kn[1]), todo)):
                 runs[(k, n)] = res
-    finally:
+    finally:  # the copies go, also when a marker error stops the build
         shutil.rmtree(tmp, ignore_errors=True)
 
     failures = []

@@ -147,3 +147,10 @@ def test_make_on_the_repository_stubs_every_region_and_compiles(tmp_path):
             assert lines[i] == r.stub() and lines[i].startswith(r.indent + "raise"), r.where
             assert lines[i - 1].strip().startswith(B) and lines[i + 1].strip() == E, r.where
         assert find_regions(copied, path) != [] and len(find_regions(copied, path)) == len(file_regions)
+
+
+def test_verify_collects_only_the_marked_test_files():
+    assert exercises.marked_test_files(exercises.REPO, "03") == ["tests/lessons/test_lesson03.py"]
+    assert exercises.marked_test_files(exercises.REPO, "99") == []  # then the whole suite is collected
+    assert exercises._stub_lessons("NotImplementedError: lesson 04: x\n"
+                                   "03_x.py stops at an unfinished exercise: lesson 02: y") == ["02", "04"]

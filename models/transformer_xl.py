@@ -6,7 +6,7 @@ Layer $n$ on segment $\tau$, exactly the source's section 1.2.3 (memory $M$ posi
 $$\begin{aligned}
 \tilde h_\tau^{n-1} &= \big[\mathrm{SG}(h_{\tau-1}^{n-1}) \circ h_\tau^{n-1}\big] && (B, M+L, d)\\
 q_\tau^n,\ k_\tau^n,\ v_\tau^n &= h_\tau^{n-1} {W_q^n}^\top,\ \tilde h_\tau^{n-1} {W_{k,E}^n}^\top,\
-  \tilde h_\tau^{n-1} {W_v^n}^\top && \text{$q$ from the current segment only}\\
+  \tilde h_\tau^{n-1} {W_v^n}^\top && \text{queries from the current segment only}\\
 A_{\tau,i,j}^n &= \underbrace{q_i^\top k_j}_{(a)} + \underbrace{q_i^\top W_{k,R}^n R_{i-j}}_{(b)}
   + \underbrace{u^\top k_j}_{(c)} + \underbrace{v^\top W_{k,R}^n R_{i-j}}_{(d)}\\
 \alpha_\tau^n &= \mathrm{Masked\text{-}Softmax}\big(A_\tau^n / \sqrt{d_h}\big)\, v_\tau^n\\

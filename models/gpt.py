@@ -21,7 +21,6 @@ transpose: HF's ``Conv1D`` stores its weight as (in, out), our ``Linear`` as (ou
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from minitensor import nn
 from minitensor.attention import causal_mask, masked_softmax, merge_heads, split_heads
 from minitensor.backend import to_numpy
 
+from . import hf as hf_files
 from .config import PresetConfig
 from .generate import sample_from_logits
 
@@ -301,17 +301,7 @@ _CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".m
 
 
 def _hf_config(directory) -> GPTConfig:
-    path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_hf_checkpoint: no config.json in {os.fspath(directory)!r}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            hf = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"load_hf_checkpoint: {path!r} is not valid JSON: {e}") from e
-    missing = [k for k in _HF_CONFIG if k not in hf]
-    if missing:
-        raise ValueError(f"load_hf_checkpoint: {path!r} lacks the fields {missing} (is it an openai-gpt config?)")
+    hf = hf_files.read_config(directory, _HF_CONFIG, "openai-gpt")
     # HF's OpenAIGPT maps afn "gelu" to gelu_new, the tanh approximation: the only one we implement.
     afn = hf.get("afn", "gelu")
     if afn != "gelu":
@@ -340,12 +330,7 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> GPT:
     """
     directory = os.fspath(directory)
     config = _hf_config(directory)
-    weights = os.path.join(directory, "model.safetensors")
-    if not os.path.isfile(weights):
-        other = [n for n in ("pytorch_model.bin", "model.bin") if os.path.isfile(os.path.join(directory, n))]
-        hint = f" ({other[0]} is a pickle, which we never load: convert it to safetensors)" if other else ""
-        raise FileNotFoundError(f"load_hf_checkpoint: no model.safetensors in {directory!r}{hint}")
-    raw = mt.load(weights)
+    weights, raw = hf_files.read_weights(directory)
 
     state = {}
     for key, array in raw.items():
@@ -358,12 +343,7 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> GPT:
 
     model = GPT(config, rng=0, dtype=dtype)
     params = dict(model.named_parameters())
-    missing = [k for k in params if k not in state]
-    if missing:
-        raise ValueError(f"load_hf_checkpoint: {weights!r} is missing keys {missing}")
-    unexpected = [k for k in state if k not in params]
-    if unexpected:
-        raise ValueError(f"load_hf_checkpoint: {weights!r} has unexpected keys {unexpected}")
+    hf_files.check_keys(params, state, weights)
     converted = {}
     for name, p in params.items():
         array = state[name]

@@ -34,7 +34,6 @@ token has position ``pad_id + 1`` (2 for RoBERTa's ``pad_id=1``). The position t
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ import minitensor.functional as F
 from minitensor import nn
 from minitensor.attention import banded_attention, merge_heads, split_heads
 
+from . import hf as hf_files
 from .config import PresetConfig
 
 __all__ = ["PRESETS", "Longformer", "LongformerConfig", "load_hf_checkpoint"]
@@ -354,17 +354,7 @@ _HF_OPTIONAL = {"layer_norm_eps": "layer_norm_eps", "hidden_dropout_prob": "hidd
 
 
 def _hf_config(directory) -> LongformerConfig:
-    path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_hf_checkpoint: no config.json in {directory!r}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            hf = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"load_hf_checkpoint: {path!r} is not valid JSON: {e}") from e
-    missing = [k for k in (*_HF_CONFIG, "max_position_embeddings") if k not in hf]
-    if missing:
-        raise ValueError(f"load_hf_checkpoint: {path!r} lacks the fields {missing} (is it a longformer config?)")
+    hf = hf_files.read_config(directory, (*_HF_CONFIG, "max_position_embeddings"), "longformer")
     if hf.get("hidden_act", "gelu") != "gelu":
         raise ValueError(f"load_hf_checkpoint: hidden_act={hf['hidden_act']!r} is not supported (only 'gelu')")
     if hf.get("type_vocab_size", 1) != 1:
@@ -389,12 +379,9 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
     """
     directory = os.fspath(directory)
     config = _hf_config(directory)
-    weights = os.path.join(directory, "model.safetensors")
-    if not os.path.isfile(weights):
-        raise FileNotFoundError(f"load_hf_checkpoint: no model.safetensors in {directory!r} "
-                                "(pytorch_model.bin is a pickle, never loaded: convert it to safetensors)")
+    weights, raw = hf_files.read_weights(directory)
     state = {}
-    for key, array in mt.load(weights).items():
+    for key, array in raw.items():
         name = key.removeprefix("longformer.")
         if name.startswith(("lm_head.", "classifier.", "qa_outputs.", "pooler.")) or name.endswith("position_ids"):
             continue
@@ -403,12 +390,7 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
         state[name] = array
     model = Longformer(config, rng=0, dtype=dtype)
     params = dict(model.named_parameters())
-    missing = [k for k in params if k not in state]
-    if missing:
-        raise ValueError(f"load_hf_checkpoint: {weights!r} is missing keys {missing}")
-    unexpected = [k for k in state if k not in params]
-    if unexpected:
-        raise ValueError(f"load_hf_checkpoint: {weights!r} has unexpected keys {unexpected}")
+    hf_files.check_keys(params, state, weights)
     for name, p in params.items():
         if state[name].shape != p.shape:
             raise ValueError(f"load_hf_checkpoint: {name!r} has shape {state[name].shape} in the checkpoint, "

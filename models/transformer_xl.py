@@ -69,7 +69,6 @@ Dropout is where the original has it: on $h^0$, on $R$, on the attention probabi
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -90,6 +89,7 @@ from minitensor.attention import (
 )
 from minitensor.backend import get_array_module, to_device, to_numpy
 
+from . import hf as hf_files
 from .config import PresetConfig
 
 __all__ = ["PRESETS", "TransformerXL", "TransformerXLConfig", "load_hf_checkpoint"]
@@ -530,17 +530,7 @@ def hf_to_interleaved(d: int) -> np.ndarray:
 
 
 def _hf_config(directory) -> TransformerXLConfig:
-    path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"load_hf_checkpoint: no config.json in {os.fspath(directory)!r}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            hf = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"load_hf_checkpoint: {path!r} is not valid JSON: {e}") from e
-    missing = [k for k in _HF_CONFIG if k not in hf]
-    if missing:
-        raise ValueError(f"load_hf_checkpoint: {path!r} lacks the fields {missing} (is it a transfo-xl config?)")
+    hf = hf_files.read_config(directory, _HF_CONFIG, "transfo-xl")
     cutoffs = hf.get("cutoffs", [])
     if cutoffs or hf.get("div_val", 1) != 1:
         raise ValueError(f"load_hf_checkpoint: adaptive input/softmax (cutoffs={cutoffs}, div_val="
@@ -587,12 +577,7 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> TransformerXL:
     """
     directory = os.fspath(directory)
     config = _hf_config(directory)
-    weights = os.path.join(directory, "model.safetensors")
-    if not os.path.isfile(weights):
-        other = [n for n in ("pytorch_model.bin", "model.bin") if os.path.isfile(os.path.join(directory, n))]
-        hint = f" ({other[0]} is a pickle, which we never load: convert it to safetensors)" if other else ""
-        raise FileNotFoundError(f"load_hf_checkpoint: no model.safetensors in {directory!r}{hint}")
-    raw = dict(mt.load(weights))
+    weights, raw = hf_files.read_weights(directory)
 
     model = TransformerXL(config, rng=0, dtype=dtype)
     params = dict(model.named_parameters())
@@ -604,12 +589,7 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> TransformerXL:
     elif tied is not None and (tied.shape != raw[emb_key].shape or not np.array_equal(tied, raw[emb_key])):
         raise ValueError("load_hf_checkpoint: crit.out_layers.0.weight differs from the embedding "
                          f"{emb_key}; untied output layers are not supported")
-    missing = [k for k in wanted if k not in raw]
-    if missing:
-        raise ValueError(f"load_hf_checkpoint: {weights!r} is missing keys {missing}")
-    unexpected = [k for k in raw if k not in wanted]
-    if unexpected:
-        raise ValueError(f"load_hf_checkpoint: {weights!r} has unexpected keys {unexpected}")
+    hf_files.check_keys(wanted, raw, weights)
     state = {}
     for key, name in wanted.items():
         array = raw[key]

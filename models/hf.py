@@ -1,0 +1,48 @@
+"""Reading Hugging Face checkpoint directories (``config.json`` + ``model.safetensors``): the
+file handling and key checks the three ``load_hf_checkpoint`` functions share. Each model's
+loader keeps what is its own: the config fields it maps and how names and layouts convert."""
+from __future__ import annotations
+
+import json
+import os
+
+import minitensor as mt
+
+
+def read_config(directory, required, kind: str) -> dict:
+    """``config.json`` of ``directory`` as a dict; a clear error when it is absent, not JSON, or lacks
+    one of the ``required`` fields (``kind`` names the model type in that message)."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_hf_checkpoint: no config.json in {os.fspath(directory)!r}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            hf = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"load_hf_checkpoint: {path!r} is not valid JSON: {e}") from e
+    missing = [k for k in required if k not in hf]
+    if missing:
+        raise ValueError(f"load_hf_checkpoint: {path!r} lacks the fields {missing} (is it a{'n' if kind[0] in 'aeiou' else ''} "
+                         f"{kind} config?)")
+    return hf
+
+
+def read_weights(directory) -> tuple:
+    """``(path, {name: array})`` of ``model.safetensors``, read with :func:`minitensor.load`. Pickled
+    weights (``pytorch_model.bin``) are never loaded: their presence is named in the error."""
+    weights = os.path.join(directory, "model.safetensors")
+    if not os.path.isfile(weights):
+        other = [n for n in ("pytorch_model.bin", "model.bin") if os.path.isfile(os.path.join(directory, n))]
+        hint = f" ({other[0]} is a pickle, which we never load: convert it to safetensors)" if other else ""
+        raise FileNotFoundError(f"load_hf_checkpoint: no model.safetensors in {os.fspath(directory)!r}{hint}")
+    return weights, dict(mt.load(weights))
+
+
+def check_keys(wanted, found, weights) -> None:
+    """A ValueError naming the keys ``wanted`` that are not ``found``, or the other way round."""
+    missing = [k for k in wanted if k not in found]
+    if missing:
+        raise ValueError(f"load_hf_checkpoint: {weights!r} is missing keys {missing}")
+    unexpected = [k for k in found if k not in wanted]
+    if unexpected:
+        raise ValueError(f"load_hf_checkpoint: {weights!r} has unexpected keys {unexpected}")

@@ -375,19 +375,26 @@ def cmd_train_longformer(args) -> int:
     return 0
 
 
-def cmd_sample(args) -> int:
-    import minitensor as mt
-
-    from . import data
+def _load_language_model(args):
+    """``(model, tokenizer_dict, meta)`` of ``--ckpt``: sample and evaluate handle gpt and txl checkpoints."""
     from .train import load_checkpoint
 
-    if args.length < 0:
-        raise ValueError(f"--length must be >= 0, got {args.length}")
-    device = mt.backend.check_device(args.device)
     model, tokenizer_dict, meta = load_checkpoint(args.ckpt)
     if meta["model"] not in ("gpt", "txl"):
         raise ValueError(f"{args.ckpt!r} is a {meta['model']} checkpoint; {args.command} handles gpt and txl "
                          "(a Longformer run's figures are in its results.json)")
+    return model, tokenizer_dict, meta
+
+
+def cmd_sample(args) -> int:
+    import minitensor as mt
+
+    from . import data
+
+    if args.length < 0:
+        raise ValueError(f"--length must be >= 0, got {args.length}")
+    device = mt.backend.check_device(args.device)
+    model, tokenizer_dict, meta = _load_language_model(args)
     model.to(device)
     # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
     tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
@@ -413,17 +420,13 @@ def cmd_evaluate(args) -> int:
 
     from . import data
     from .evaluate import cached_bpc, vanilla_bpc
-    from .train import load_checkpoint
 
     if args.max_chars is not None and args.max_chars < 2:
         raise ValueError(f"--max-chars must be >= 2 (one character of context, one to predict), got {args.max_chars}")
     if args.context is not None and args.context < 1:
         raise ValueError(f"--context must be >= 1, got {args.context}")
     device = mt.backend.check_device(args.device)
-    model, tokenizer_dict, meta = load_checkpoint(args.ckpt)
-    if meta["model"] not in ("gpt", "txl"):
-        raise ValueError(f"{args.ckpt!r} is a {meta['model']} checkpoint; {args.command} handles gpt and txl "
-                         "(a Longformer run's figures are in its results.json)")
+    model, tokenizer_dict, meta = _load_language_model(args)
     txl = meta["model"] == "txl"
     if txl and args.context is not None:
         raise ValueError("--context is for gpt only (Transformer-XL's context is its segment plus mem_len "

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import device_of, get_array_module, to_device
+from ..parallel import for_blocks
 from ..tensor import Tensor, concat
 
 
@@ -35,28 +36,55 @@ class MaskedSoftmax(Function):
     @staticmethod
     def forward(ctx, scores, *, mask, axis):
         xp = get_array_module(scores)
-        neg_inf = xp.asarray(-np.inf, dtype=scores.dtype)
-        s = xp.where(mask, scores, neg_inf)  # the one full-size buffer; the steps below work in place
-        m = s.max(axis=axis, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, xp.zeros((), dtype=scores.dtype))  # fully-masked rows: any finite shift
-        s -= m
-        e = xp.exp(s, out=s)  # exp(-inf) = 0 at masked entries
-        total = e.sum(axis=axis, keepdims=True)
-        p = xp.divide(e, xp.where(total > 0, total, xp.ones((), dtype=scores.dtype)), out=e)  # 0 / 1 = 0 in masked rows
+        axis = axis - scores.ndim if axis >= 0 else axis  # negative: still the softmax axis of a block
+        mask = xp.broadcast_to(mask, scores.shape)  # a view: no full-size copy of a (T, T) mask
+        p = xp.empty_like(scores)
+        for_blocks(lambda ix: _masked_softmax_rows(scores[ix], mask[ix], axis, p[ix]), scores.shape, axis, xp)
         ctx.save_for_backward(p)
         ctx.axis = axis
         return p
 
     @staticmethod
     def backward(ctx, grad):
-        # BEGIN SOLUTION lesson 06: MaskedSoftmax.backward: p * (grad - sum(grad * p)) along ctx.axis
         (p,) = ctx.saved_tensors
-        gp = grad * p
-        row = gp.sum(axis=ctx.axis, keepdims=True)  # sum_k pbar_k p_k
-        out = get_array_module(p).subtract(grad, row, out=gp)  # reuse gp's memory: no second full-size buffer
-        out *= p
+        xp = get_array_module(p)
+        out = xp.empty(p.shape, dtype=xp.result_type(p, grad))
+        for_blocks(lambda ix: softmax_vjp(p[ix], grad[ix], ctx.axis, out[ix]), p.shape, ctx.axis, xp)
         return out
-        # END SOLUTION
+
+
+def _masked_softmax_rows(scores, mask, axis, out):
+    """The masked softmax of one block of rows, written into ``out`` (see :class:`MaskedSoftmax`).
+
+    :mod:`minitensor.parallel` runs it on cache-sized blocks, so the five steps
+    below reuse data still in the cache instead of each passing over memory.
+    """
+    xp = get_array_module(scores)
+    out[...] = -np.inf
+    xp.copyto(out, scores, where=mask)  # -inf where masked
+    m = out.max(axis=axis, keepdims=True)
+    m[~xp.isfinite(m)] = 0  # fully-masked rows: any finite shift
+    out -= m
+    xp.exp(out, out=out)  # exp(-inf) = 0 at masked entries
+    total = out.sum(axis=axis, keepdims=True)
+    total[~(total > 0)] = 1  # 0 / 1 = 0 in fully-masked rows
+    out /= total
+
+
+def softmax_vjp(p, grad, axis, out):
+    r"""$\bar s = p \odot (\bar p - \langle \bar p, p \rangle)$ along ``axis``, written into ``out``.
+
+    ``p`` is the softmax output, ``grad`` the upstream $\bar p$; ``out`` (their
+    shape) may be used as scratch space. :class:`MaskedSoftmax` calls it on one
+    cache-sized block of rows at a time.
+    """
+    # BEGIN SOLUTION lesson 06: softmax_vjp: out = p * (grad - sum(grad * p)) along axis
+    xp = get_array_module(p)
+    gp = xp.multiply(grad, p, out=out)
+    row = gp.sum(axis=axis, keepdims=True)  # sum_k pbar_k p_k
+    xp.subtract(grad, row, out=out)
+    out *= p
+    # END SOLUTION
 
 
 def masked_softmax(scores: Tensor, mask=None, axis: int = -1) -> Tensor:

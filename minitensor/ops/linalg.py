@@ -1,20 +1,17 @@
 r"""Matrix multiplication, and the affine map of a linear layer."""
-import math
-
 from ..autograd import Function
-from ..backend import get_array_module, single_threaded_blas
+from ..backend import get_array_module
+from .. import parallel
 
 
-def _matmul(xp, a, b):
-    """``xp.matmul``; a stack of products (attention's per-head ones) runs on one BLAS thread.
-
-    NumPy loops over the stack calling BLAS once per matrix; threading each of
-    those small calls costs more than it gains (see :func:`single_threaded_blas`).
-    """
-    if max(math.prod(a.shape[:-2]), math.prod(b.shape[:-2])) > 1:
-        with single_threaded_blas(xp):
-            return xp.matmul(a, b)
-    return xp.matmul(a, b)
+def _matmul(xp, a, b, bias=None):
+    """``a @ b (+ bias)``: on the CPU shared between threads by :func:`minitensor.parallel.matmul`."""
+    if xp.__name__ == "numpy":
+        return parallel.matmul(a, b, bias)
+    out = xp.matmul(a, b)
+    if bias is not None:
+        out += bias
+    return out
 
 
 class MatMul(Function):
@@ -33,7 +30,7 @@ class MatMul(Function):
         ctx.save_for_backward(a, b)
         xp = get_array_module(a, b)
         if a.ndim > 2 and b.ndim == 2:
-            return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+            return _matmul(xp, a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
         return _matmul(xp, a, b)
 
     @staticmethod
@@ -43,8 +40,8 @@ class MatMul(Function):
         xp = get_array_module(grad)
         if a.ndim > 2 and b.ndim == 2:
             g2 = grad.reshape(-1, grad.shape[-1])  # (rows, N)
-            ga = xp.matmul(g2, b.T).reshape(a.shape) if need_a else None
-            gb = xp.matmul(a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
+            ga = _matmul(xp, g2, b.T).reshape(a.shape) if need_a else None
+            gb = _matmul(xp, a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
             return ga, gb
         ga = _matmul(xp, grad, xp.swapaxes(b, -1, -2)) if need_a else None
         gb = _matmul(xp, xp.swapaxes(a, -1, -2), grad) if need_b else None
@@ -66,9 +63,7 @@ class Affine(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1])  # (rows, in)
-        y = get_array_module(x, weight).matmul(x2, weight.T)  # (rows, out)
-        if bias is not None:
-            y += bias
+        y = _matmul(get_array_module(x, weight), x2, weight.T, bias)  # (rows, out), bias added piece by piece
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -77,8 +72,8 @@ class Affine(Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         xp = get_array_module(grad)
         g2 = grad.reshape(-1, grad.shape[-1])  # (rows, out)
-        gx = xp.matmul(g2, weight).reshape(x.shape) if need_x else None
-        gw = xp.matmul(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        gx = _matmul(xp, g2, weight).reshape(x.shape) if need_x else None
+        gw = _matmul(xp, g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
         if len(ctx.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, (g2.sum(axis=0) if ctx.needs_input_grad[2] else None)

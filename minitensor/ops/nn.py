@@ -7,6 +7,7 @@ against its composed twin.
 """
 from ..autograd import Function
 from ..backend import get_array_module
+from ..parallel import for_blocks
 
 
 class Softmax(Function):
@@ -159,13 +160,21 @@ class Dropout(Function):
         xp = get_array_module(x)
         scale = x.dtype.type(scale)
         ctx.keep, ctx.scale = keep, scale
-        y = xp.multiply(x, scale, out=xp.empty_like(x))  # out=: an array even for 0-d x
-        y *= keep
-        return y
+        return _scale_keep(xp, x, scale, keep)
 
     @staticmethod
     def backward(ctx, grad):
-        xp = get_array_module(grad)
-        g = xp.multiply(grad, ctx.scale, out=xp.empty_like(grad))
-        g *= ctx.keep
-        return g
+        return _scale_keep(get_array_module(grad), grad, ctx.scale, ctx.keep)
+
+
+def _scale_keep(xp, x, scale, keep):
+    """``x * scale * keep`` in one pass over cache-sized blocks (:mod:`minitensor.parallel`)."""
+    y = xp.empty_like(x)
+    keep = xp.broadcast_to(keep, x.shape)
+
+    def block(ix):
+        yb = xp.multiply(x[ix], scale, out=y[ix])
+        yb *= keep[ix]
+
+    for_blocks(block, x.shape, None, xp)
+    return y

@@ -3,6 +3,7 @@ import math
 
 from ..autograd import Function
 from ..backend import erf, get_array_module
+from ..parallel import for_blocks
 
 
 class Exp(Function):
@@ -80,16 +81,21 @@ class GELUTanh(Function):
     @staticmethod
     def forward(ctx, x):
         xp = get_array_module(x)
-        # In place on two buffers: each temporary of a (B*T, 4d) activation costs a pass over memory.
-        u = xp.multiply(x, x, out=xp.empty_like(x))  # out=: an array even for 0-d x
-        u *= _GELU_C
-        u += 1
-        u *= x
-        u *= _GELU_K  # u = k x (1 + c x^2) = k (x + c x^3)
-        t = xp.tanh(u, out=u)
-        y = t + 1
-        y *= x
-        y *= 0.5
+        t, y = xp.empty_like(x), xp.empty_like(x)
+
+        def block(ix):  # in place on the two outputs; blocks stay in cache between the steps
+            xb, u, yb = x[ix], t[ix], y[ix]
+            xp.multiply(xb, xb, out=u)
+            u *= _GELU_C
+            u += 1
+            u *= xb
+            u *= _GELU_K  # u = k x (1 + c x^2) = k (x + c x^3)
+            xp.tanh(u, out=u)  # t
+            xp.add(u, 1, out=yb)
+            yb *= xb
+            yb *= 0.5
+
+        for_blocks(block, x.shape, None, xp)
         ctx.save_for_backward(x, t)
         return y
 
@@ -97,17 +103,21 @@ class GELUTanh(Function):
     def backward(ctx, grad):
         x, t = ctx.saved_tensors
         xp = get_array_module(x)
-        d = xp.multiply(x, x, out=xp.empty_like(x))  # out=: an array even for 0-d x
-        d *= 3 * _GELU_C * _GELU_K
-        d += _GELU_K  # du/dx = k (1 + 3 c x^2)
-        d *= x
-        sech2 = xp.multiply(t, t, out=xp.empty_like(t))
-        xp.subtract(1, sech2, out=sech2)  # 1 - t^2
-        d *= sech2
-        d += t
-        d += 1
-        d *= 0.5  # dy/dx = (1 + t + x (1 - t^2) du/dx) / 2
-        d *= grad
+        d = xp.empty(x.shape, dtype=xp.result_type(x, grad))
+
+        def block(ix):
+            xb, tb, db = x[ix], t[ix], d[ix]
+            xp.multiply(xb, xb, out=db)
+            db *= 3 * _GELU_C * _GELU_K
+            db += _GELU_K  # du/dx = k (1 + 3 c x^2)
+            db *= xb
+            db *= 1 - tb * tb  # sech^2 u = 1 - t^2 (a block-sized temporary)
+            db += tb
+            db += 1
+            db *= 0.5  # dy/dx = (1 + t + x (1 - t^2) du/dx) / 2
+            db *= grad[ix]
+
+        for_blocks(block, x.shape, None, xp)
         return d
 
 

@@ -1,0 +1,222 @@
+r"""Splitting one op's CPU array work into cache-sized blocks, spread over the cores.
+
+NumPy runs each elementwise call on one core and in one pass over memory, so a
+softmax written as ``max``, ``subtract``, ``exp``, ``sum``, ``divide`` reads and
+writes the whole (B, H, T, T) score array five times from main memory, while
+the other cores sit idle. Two changes fix most of that without leaving Python:
+
+1. **Blocks.** The op runs its same NumPy steps on one block of rows at a time,
+   about ``BLOCK_ELEMENTS`` entries (256 KiB of float32), which stays in the
+   core's L2 cache between the steps: one trip to memory instead of five.
+2. **Threads.** NumPy releases the GIL inside its loops, so the blocks can be
+   shared between threads, one per core. The calling thread works too, and a
+   block is taken from a shared counter when a thread is free, so a core that
+   another program is using slows the op down only by its share.
+
+The numbers do not change: each block is computed by the same calls as the
+whole array would be, and no reduction is ever cut across a block (a row's
+``sum`` is the same pairwise sum). A test checks the results are bit-identical
+for every thread count.
+
+``MINITENSOR_NUM_THREADS`` (or :func:`set_num_threads`) sets the thread count;
+1 keeps everything on the calling thread. CuPy arrays never come here: a GPU
+kernel already runs the whole array in parallel.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .backend import single_threaded_blas
+
+BLOCK_ELEMENTS = 1 << 16  # entries per block: 256 KiB of float32, half a core's L2 or less
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_inside = threading.local()  # set while a thread runs blocks: nested calls stay on that thread
+
+
+def _default_threads() -> int:
+    env = os.environ.get("MINITENSOR_NUM_THREADS")
+    if env is not None:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"MINITENSOR_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"MINITENSOR_NUM_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (a container may have fewer)
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+_threads = _default_threads()
+
+
+def _forget_pool_after_fork() -> None:
+    global _pool
+    _pool = None  # a forked child has none of the parent's threads: it starts its own pool when needed
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def num_threads() -> int:
+    """How many threads (the caller included) share an op's blocks."""
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for the blocked CPU ops from now on (1: the calling thread only)."""
+    global _threads, _pool
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
+    with _lock:
+        if _pool is not None and n != _threads:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _threads = n
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="minitensor")
+        return _pool
+
+
+def blocks(shape, axis: int | None = None, target: int = BLOCK_ELEMENTS) -> list[tuple]:
+    """Index tuples that tile an array of ``shape`` into pieces of about ``target`` entries.
+
+    Only axes before ``axis`` are cut, so a reduction over ``axis`` (and over
+    every later axis) always sees whole rows; ``axis=None`` allows cutting any
+    axis. ``x[ix]`` for each returned ``ix`` is a view, and together they cover
+    ``x`` exactly once. An array of ``target`` entries or fewer is one block,
+    ``(...,)``, which gives a view even of a 0-d array.
+    """
+    ndim = len(shape)
+    cut_limit = ndim if axis is None else axis % ndim if ndim else 0
+    if math.prod(shape) <= target or cut_limit == 0:
+        return [(...,)]
+    # The outermost axis k whose trailing sub-array, shape[k+1:], fits in a block is cut
+    # into runs of `step` slices; every axis before k is walked one index at a time.
+    k = next((k for k in range(ndim) if math.prod(shape[k + 1:]) <= target), ndim - 1)
+    k = min(k, cut_limit - 1)
+    step = max(1, target // max(1, math.prod(shape[k + 1:])))
+    outer = itertools.product(*(range(n) for n in shape[:k]))
+    runs = [slice(i, min(i + step, shape[k])) for i in range(0, shape[k], step)]
+    return [head + (run,) for head in outer for run in runs]
+
+
+def run_blocks(fn, index_list) -> None:
+    """Call ``fn(ix)`` for every ``ix`` in ``index_list``, on up to :func:`num_threads` threads.
+
+    Returns once every call has finished; the first exception raised by any
+    call is raised here (after the others have stopped). ``fn`` must write only
+    to the part of its outputs that ``ix`` selects.
+    """
+    n_threads = min(_threads, len(index_list))
+    if n_threads <= 1 or getattr(_inside, "active", False):
+        for ix in index_list:
+            fn(ix)
+        return
+    counter = itertools.count()  # next() on it is atomic under the GIL: each block is taken once
+    failed = threading.Event()
+
+    def worker():
+        _inside.active = True
+        try:
+            for i in iter(counter.__next__, None):
+                if i >= len(index_list) or failed.is_set():
+                    return
+                fn(index_list[i])
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            _inside.active = False
+
+    futures = [_get_pool().submit(worker) for _ in range(n_threads - 1)]
+    error = None
+    try:
+        worker()
+    except BaseException as e:  # noqa: BLE001  (re-raised below, once the helpers are done)
+        error = e
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as e:  # noqa: BLE001
+            error = error or e
+    if error is not None:
+        raise error
+
+
+def for_blocks(fn, shape, axis: int | None = None, xp=None, target: int = BLOCK_ELEMENTS) -> None:
+    """``run_blocks(fn, blocks(shape, axis, target))`` for NumPy; one call ``fn((...,))`` for CuPy (``xp``)."""
+    if xp is not None and xp.__name__ != "numpy":
+        fn((...,))
+        return
+    run_blocks(fn, blocks(shape, axis, target))
+
+
+MATMUL_MIN_MACS = 1 << 22  # below ~4M multiply-adds (about a millisecond) one thread is as fast
+
+
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(a, b) (+ bias)``, its products shared between the threads, BLAS on one thread each.
+
+    OpenBLAS has threads of its own, and after each call they keep spinning
+    on their cores for a while, waiting for the next one; the blocked
+    elementwise ops that run between two matrix products would then fight
+    them for the same cores. So minitensor keeps BLAS to one thread per call
+    and splits the product itself: a stack of matrices (attention's per-head
+    products) by matrix, one large product by rows of the output. Every
+    output entry is computed by the same BLAS kernel over the same ``k`` as in
+    one whole call, so the numbers are identical. ``bias`` (broadcast over the
+    rows) is added to each piece of the output while it is still in cache.
+    """
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    count, threads = math.prod(batch), _threads
+    if threads == 1 or count * m * k * n < MATMUL_MIN_MACS:
+        with single_threaded_blas(np) if count > 1 else contextlib.nullcontext():  # small stacked calls: see single_threaded_blas
+            out = np.matmul(a, b)
+        if bias is not None:
+            out += bias
+        return out
+    out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
+    whole = (...,)
+    if count > 1:  # a run of whole matrices per piece; broadcast views keep a stride-0 axis free
+        a, b = np.broadcast_to(a, batch + (m, k)), np.broadcast_to(b, batch + (k, n))
+        out_ix = blocks(batch, target=max(1, count // (4 * threads)))
+        a_ix = b_ix = out_ix
+        bias_ix = [whole] * len(out_ix)
+    else:  # one large product: a slice of rows of `a` and of the output per thread
+        a_ix = out_ix = [(..., slice(i, j), slice(None)) for i, j in _cuts(m, threads)]
+        b_ix = bias_ix = [whole] * len(out_ix)
+
+    def product(i):
+        piece = np.matmul(a[a_ix[i]], b[b_ix[i]], out=out[out_ix[i]])
+        if bias is not None:
+            piece += bias[bias_ix[i]]
+
+    with single_threaded_blas(np):
+        run_blocks(product, range(len(out_ix)))
+    return out
+
+
+def _cuts(size: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` near-equal consecutive ranges covering ``range(size)`` (fewer when ``size`` is small)."""
+    parts = max(1, min(parts, size))
+    edges = [size * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))

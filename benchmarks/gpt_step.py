@@ -2,8 +2,13 @@ r"""Seconds per GPT training step: minitensor vs NumPy matmul peak (and PyTorch 
 
 Config (issue 5, "Speed"): V=65, T=256, B=16, d=256, 4 layers, 8 heads, d_ff=4d, float32,
 GPT-1 dropouts 0.1 (a no-dropout figure is printed too). One step = forward + backward
-(cross-entropy on seeded random ids) + AdamW step. Timed after 2 warm-up steps; best and
-median of ``--repeats`` (default 5).
+(cross-entropy on seeded random ids) + AdamW step. Timed after 2 warm-up steps.
+
+Each (framework, dropout) measurement runs in a fresh Python process, and the processes are
+interleaved over ``--rounds`` rounds (default 3) of ``--repeats`` steps each (default 5): two
+frameworks in one process would share the C allocator's state (glibc moves its mmap threshold
+as big blocks are freed), and a noisy machine drifts over a minute. Reported per framework:
+the median and the best step over all rounds; the ratio is taken of the medians.
 
 FLOPs are counted analytically, 2 FLOPs per multiply-add, N = B*T tokens:
 
@@ -20,20 +25,24 @@ The achieved GFLOP/s is compared with float32 NumPy matmul throughput measured i
 run ((4096x256) @ (256x1024), best of N). Targets: >= 30% of the matmul throughput, and a
 time ratio minitensor / PyTorch eager CPU <= 1.0 when PyTorch is installed.
 
-Run: ``python benchmarks/gpt_step.py [--repeats N] [--no-torch]``.
+Run: ``python benchmarks/gpt_step.py [--repeats N] [--rounds R] [--no-torch]``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
 
 import minitensor as mt
 import minitensor.functional as F
+from minitensor import parallel
 from minitensor.optim import AdamW
 from models.gpt import GPT, GPTConfig
 
@@ -48,6 +57,7 @@ def step_flops(vocab=V, t=T, b=B, d=D, n_layer=L, d_ff=4 * D):
 
 
 def time_steps(step, repeats, warmup=2):
+    """Seconds of each of ``repeats`` steps, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         step()
     times = []
@@ -55,7 +65,7 @@ def time_steps(step, repeats, warmup=2):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return min(times), float(np.median(times))
+    return times
 
 
 def numpy_matmul_gflops(n_rep=20):
@@ -150,44 +160,81 @@ def torch_step_fn(torch, pdrop):
     return step
 
 
+def worker(framework, pdrop, repeats):
+    """One measurement, in this (fresh) process: prints a JSON line with the step times."""
+    if framework == "torch":
+        import torch  # noqa: PLC0415  (optional: the bench extra)
+
+        torch.set_num_threads(os.cpu_count())
+        times = time_steps(torch_step_fn(torch, pdrop), repeats)
+        info = {"version": torch.__version__, "threads": torch.get_num_threads()}
+    else:
+        times = time_steps(minitensor_step_fn(pdrop), repeats)
+        info = {"version": mt.__version__, "threads": parallel.num_threads()}
+    print(json.dumps({"times": times, **info}))
+
+
+def measure(framework, pdrop, repeats):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--pdrop", str(pdrop),
+           "--repeats", str(repeats)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"gpt_step: the {framework} worker failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed steps per process")
+    ap.add_argument("--rounds", type=int, default=3, help="fresh processes per (framework, dropout)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    ap.add_argument("--worker", choices=["minitensor", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--pdrop", type=float, default=0.1, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.repeats < 1 or args.rounds < 1:
+        ap.error("--repeats and --rounds must be >= 1")
+    if args.worker:
+        worker(args.worker, args.pdrop, args.repeats)
+        return
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, NumPy {np.__version__}, minitensor {getattr(mt, '__version__', '?')}")
+          f"Python {platform.python_version()}, NumPy {np.__version__}, minitensor {mt.__version__} "
+          f"({parallel.num_threads()} threads)")
     print(f"config: V={V} T={T} B={B} d={D} layers={L} heads={H} d_ff={4 * D} float32; "
-          f"step = forward + backward + AdamW; best / median of {args.repeats} after 2 warm-up")
+          f"step = forward + backward + AdamW; {args.rounds} fresh processes x {args.repeats} steps "
+          "(after 2 warm-up) per line, interleaved")
     flops = step_flops()
     print(f"FLOPs per step (analytic, 3 x forward): {flops / 1e9:.2f} GFLOP")
-
     peak = numpy_matmul_gflops()
     print(f"NumPy float32 matmul (4096x256)@(256x1024), best of 20: {peak:.1f} GFLOP/s")
 
-    results = {}
-    for pdrop in (0.1, 0.0):
-        best, med = time_steps(minitensor_step_fn(pdrop), args.repeats)
-        results[pdrop] = best
-        gf = flops / best / 1e9
-        print(f"minitensor (dropout {pdrop}): best {best:.3f} s, median {med:.3f} s per step; "
-              f"{gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of NumPy matmul (target >= 30%)")
-
-    if args.no_torch:
-        return
-    try:
-        import torch
-    except ImportError:
-        print("PyTorch: not installed; install it with `pip install torch==2.13.0` (CPU wheel) "
-              "or the `bench` extra, then rerun for the time ratio")
-        return
-    torch.set_num_threads(os.cpu_count())
-    for pdrop in (0.1, 0.0):
-        best, med = time_steps(torch_step_fn(torch, pdrop), args.repeats)
-        print(f"PyTorch {torch.__version__} eager CPU (dropout {pdrop}), {torch.get_num_threads()} threads: "
-              f"best {best:.3f} s, median {med:.3f} s per step; {flops / best / 1e9:.1f} GFLOP/s; "
-              f"ratio minitensor/PyTorch = {results[pdrop] / best:.2f} (target <= 1.0)")
+    frameworks = ["minitensor"]
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401, PLC0415
+            frameworks.append("torch")
+        except ImportError:
+            print("PyTorch: not installed; install it with `pip install torch` (CPU wheel) "
+                  "or the `bench` extra, then rerun for the time ratio")
+    runs = {(f, p): [] for f in frameworks for p in (0.1, 0.0)}
+    info = {}
+    for _ in range(args.rounds):
+        for key in runs:
+            result = measure(*key, args.repeats)
+            runs[key] += result["times"]
+            info[key[0]] = result
+    medians = {}
+    for (framework, pdrop), times in runs.items():
+        med, best = float(np.median(times)), min(times)
+        medians[framework, pdrop] = med
+        name = "minitensor" if framework == "minitensor" else f"PyTorch {info['torch']['version']} eager CPU"
+        line = (f"{name} (dropout {pdrop}), {info[framework]['threads']} threads: median {med:.3f} s, "
+                f"best {best:.3f} s per step; {flops / med / 1e9:.1f} GFLOP/s (median)")
+        if framework == "minitensor":
+            line += f" = {100 * flops / med / 1e9 / peak:.0f}% of NumPy matmul (target >= 30%)"
+        else:
+            line += f"; ratio minitensor/PyTorch = {medians['minitensor', pdrop] / med:.2f} (target <= 1.0)"
+        print(line)
 
 
 if __name__ == "__main__":

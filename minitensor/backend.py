@@ -181,6 +181,27 @@ def uniform(rng: np.random.Generator, shape, like):
     Drawn from the NumPy ``rng`` so that a seed gives the same numbers on every
     device; on the GPU they are then copied over.
     """
-    dtype = like.dtype if like.dtype in (np.float32, np.float64) else np.float32
-    sample = rng.random(shape, dtype=dtype)
+    sample = rng.random(shape, dtype=_uniform_dtype(like))
     return to_device(sample, device_of(like)) if _is_cupy_array(like) else sample
+
+
+def keep_mask(rng: np.random.Generator, shape, p: float, like):
+    """``uniform(rng, shape, like) >= p`` without ever holding the full-size uniform array.
+
+    The samples are drawn in chunks into one small buffer that stays in cache,
+    and only the boolean mask is written out. A Generator fills an array in
+    order, and drawing it in pieces continues the same stream, so the mask is
+    identical to the one-shot version for the same ``rng`` state (a test checks it).
+    """
+    keep = np.empty(shape, dtype=bool)
+    flat = keep.reshape(-1)
+    buffer = np.empty(max(1, min(flat.size, 1 << 16)), dtype=_uniform_dtype(like))
+    for start in range(0, flat.size, buffer.size):
+        chunk = buffer[: min(buffer.size, flat.size - start)]
+        rng.random(out=chunk, dtype=chunk.dtype)
+        np.greater_equal(chunk, p, out=flat[start:start + chunk.size])
+    return to_device(keep, device_of(like)) if _is_cupy_array(like) else keep
+
+
+def _uniform_dtype(like):
+    return like.dtype if like.dtype in (np.float32, np.float64) else np.float32

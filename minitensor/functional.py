@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_array_module, to_device, uniform
+from .backend import get_array_module, keep_mask, to_device
 from .ops.linalg import Affine
 from .ops.nn import CrossEntropy, Dropout, LayerNorm, LogSoftmax, Softmax
 from .ops.unary import GELUErf, GELUTanh, ReLU
@@ -111,7 +111,7 @@ def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator
     if not training or p == 0.0:
         return x
     rng = np.random.default_rng() if rng is None else rng
-    keep = uniform(rng, x.shape, x.data) >= p
+    keep = keep_mask(rng, x.shape, p, x.data)
     return Dropout.apply(x, keep=keep, scale=1.0 / (1.0 - p))
 
 

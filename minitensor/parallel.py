@@ -13,10 +13,11 @@ the other cores sit idle. Two changes fix most of that without leaving Python:
    block is taken from a shared counter when a thread is free, so a core that
    another program is using slows the op down only by its share.
 
-The numbers do not change: each block is computed by the same calls as the
-whole array would be, and no reduction is ever cut across a block (a row's
-``sum`` is the same pairwise sum). A test checks the results are bit-identical
-for every thread count.
+For these blocked ops the numbers do not change: each block is computed by
+the same calls as the whole array would be, and no reduction is ever cut
+across a block (a row's ``sum`` is the same pairwise sum). A test checks the
+results are bit-identical for every thread count. (Matrix products are split
+too, by :func:`matmul`; see there.)
 
 ``MINITENSOR_NUM_THREADS`` (or :func:`set_num_threads`) sets the thread count;
 1 keeps everything on the calling thread. CuPy arrays never come here: a GPU
@@ -33,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import buffers
 from .backend import single_threaded_blas
 
 BLOCK_ELEMENTS = 1 << 16  # entries per block: 256 KiB of float32, half a core's L2 or less
@@ -180,10 +182,15 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
     elementwise ops that run between two matrix products would then fight
     them for the same cores. So minitensor keeps BLAS to one thread per call
     and splits the product itself: a stack of matrices (attention's per-head
-    products) by matrix, one large product by rows of the output. Every
-    output entry is computed by the same BLAS kernel over the same ``k`` as in
-    one whole call, so the numbers are identical. ``bias`` (broadcast over the
-    rows) is added to each piece of the output while it is still in cache.
+    products) by matrix, one large product by rows of the output. ``bias``
+    (broadcast over the rows) is added to each piece of the output while it is
+    still in cache.
+
+    A stack gives exactly the numbers of one call (each matrix is the same
+    single-threaded BLAS call). A split product agrees to rounding, and is
+    usually bit-identical too, but not always: OpenBLAS may choose another
+    kernel for a smaller piece (float64, k = 64 is one such case here), just
+    as its own threading does.
     """
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
@@ -194,7 +201,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
         if bias is not None:
             out += bias
         return out
-    out = np.empty(batch + (m, n), dtype=np.result_type(a, b))
+    out = buffers.empty(batch + (m, n), np.result_type(a, b))
     whole = (...,)
     if count > 1:  # a run of whole matrices per piece; broadcast views keep a stride-0 axis free
         a, b = np.broadcast_to(a, batch + (m, k)), np.broadcast_to(b, batch + (k, n))

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import device_of, get_array_module, to_device
+from .. import buffers
 from ..parallel import for_blocks
 from ..tensor import Tensor, concat
 
@@ -38,7 +39,7 @@ class MaskedSoftmax(Function):
         xp = get_array_module(scores)
         axis = axis - scores.ndim if axis >= 0 else axis  # negative: still the softmax axis of a block
         mask = xp.broadcast_to(mask, scores.shape)  # a view: no full-size copy of a (T, T) mask
-        p = xp.empty_like(scores)
+        p = buffers.empty_like(scores)
         for_blocks(lambda ix: _masked_softmax_rows(scores[ix], mask[ix], axis, p[ix]), scores.shape, axis, xp)
         ctx.save_for_backward(p)
         ctx.axis = axis
@@ -48,7 +49,7 @@ class MaskedSoftmax(Function):
     def backward(ctx, grad):
         (p,) = ctx.saved_tensors
         xp = get_array_module(p)
-        out = xp.empty(p.shape, dtype=xp.result_type(p, grad))
+        out = buffers.empty_like(p, xp.result_type(p, grad))
         for_blocks(lambda ix: softmax_vjp(p[ix], grad[ix], ctx.axis, out[ix]), p.shape, ctx.axis, xp)
         return out
 

@@ -7,6 +7,7 @@ against its composed twin.
 """
 from ..autograd import Function
 from ..backend import get_array_module
+from .. import buffers
 from ..parallel import for_blocks
 
 
@@ -169,7 +170,7 @@ class Dropout(Function):
 
 def _scale_keep(xp, x, scale, keep):
     """``x * scale * keep`` in one pass over cache-sized blocks (:mod:`minitensor.parallel`)."""
-    y = xp.empty_like(x)
+    y = buffers.empty_like(x)
     keep = xp.broadcast_to(keep, x.shape)
 
     def block(ix):

@@ -3,6 +3,7 @@ import math
 
 from ..autograd import Function
 from ..backend import erf, get_array_module
+from .. import buffers
 from ..parallel import for_blocks
 
 
@@ -81,7 +82,7 @@ class GELUTanh(Function):
     @staticmethod
     def forward(ctx, x):
         xp = get_array_module(x)
-        t, y = xp.empty_like(x), xp.empty_like(x)
+        t, y = buffers.empty_like(x), buffers.empty_like(x)
 
         def block(ix):  # in place on the two outputs; blocks stay in cache between the steps
             xb, u, yb = x[ix], t[ix], y[ix]
@@ -103,7 +104,7 @@ class GELUTanh(Function):
     def backward(ctx, grad):
         x, t = ctx.saved_tensors
         xp = get_array_module(x)
-        d = xp.empty(x.shape, dtype=xp.result_type(x, grad))
+        d = buffers.empty_like(x, xp.result_type(x, grad))
 
         def block(ix):
             xb, tb, db = x[ix], t[ix], d[ix]

@@ -54,6 +54,7 @@ from minitensor.attention import (
     split_heads,
 )
 from minitensor.attention import scaled_dot_product_attention as sdpa
+from minitensor.attention.masked import softmax_vjp
 
 np.set_printoptions(precision=4, suppress=True)
 
@@ -337,13 +338,17 @@ print("fully-masked row, output of head 0:", out_hand[0, 0, 1])
 # convention of section 3 costs nothing in the backward pass. The same line of
 # code serves masked and unmasked rows, and $p$ is all it needs to save.
 #
-# This is exercise 2: the body of `MaskedSoftmax.backward` in
+# This is exercise 2: the body of `softmax_vjp(p, grad, axis, out)` in
 # `minitensor/attention/masked.py` (the saved `p`, the upstream `grad` $= \bar p$,
-# the softmax axis `ctx.axis`). Below it is checked against the full Jacobian,
-# built row by row.
+# the softmax axis; write the result into `out`). `MaskedSoftmax.backward` calls
+# it on one block of rows at a time: a block of about 65,000 entries stays in
+# the CPU's cache across the three steps of the formula, and the blocks are
+# shared between the cores (`minitensor/parallel.py`). Below it is checked
+# against the full Jacobian, built row by row.
 
 # %%
 show(MaskedSoftmax.backward, source=True)
+show(softmax_vjp, source=True)
 
 s_jac = mt.tensor(rng.standard_normal((3, 5)), requires_grad=True)
 jac_mask = np.array([[True, True, False, True, False],
@@ -497,8 +502,8 @@ print(f"gradient of the output at t0 = {T0}: max |.| on inputs <= t0 = {past_gra
 # 1. **`attention_by_hand(q, k, v, mask)`** (section 3), in this file: masked
 #    scaled dot-product attention in NumPy, returning the output and the weights,
 #    with the fully-masked-row convention (zeros, no NaN, no warning).
-# 2. **`MaskedSoftmax.backward`** (section 4), in `minitensor/attention/masked.py`:
-#    the boxed $\bar s = p \odot (\bar p - \langle \bar p, p \rangle)$ along `ctx.axis`.
+# 2. **`softmax_vjp`** (section 4), in `minitensor/attention/masked.py`:
+#    the boxed $\bar s = p \odot (\bar p - \langle \bar p, p \rangle)$ along `axis`, into `out`.
 #    No special case for masked entries is needed — convince yourself why.
 # 3. **`check_softmax_gradient(softmax_fn, scores, mask)`** (section 5), in this
 #    file: a float64 `mt.testing.gradcheck` of a masked softmax.

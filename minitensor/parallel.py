@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -80,13 +81,13 @@ def num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for the blocked CPU ops from now on (1: the calling thread only)."""
     global _threads, _pool
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if not isinstance(n, numbers.Integral) or isinstance(n, (bool, np.bool_)) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     with _lock:
         if _pool is not None and n != _threads:
             _pool.shutdown(wait=True)
             _pool = None
-        _threads = n
+        _threads = int(n)
 
 
 def _get_pool() -> ThreadPoolExecutor:
@@ -107,6 +108,8 @@ def blocks(shape, axis: int | None = None, target: int = BLOCK_ELEMENTS) -> list
     ``(...,)``, which gives a view even of a 0-d array.
     """
     ndim = len(shape)
+    if axis is not None and ndim and not -ndim <= axis < ndim:
+        raise ValueError(f"blocks: axis {axis} is out of range for shape {tuple(shape)}")
     cut_limit = ndim if axis is None else axis % ndim if ndim else 0
     if math.prod(shape) <= target or cut_limit == 0:
         return [(...,)]
@@ -172,6 +175,7 @@ def for_blocks(fn, shape, axis: int | None = None, xp=None, target: int = BLOCK_
 
 
 MATMUL_MIN_MACS = 1 << 22  # below ~4M multiply-adds (about a millisecond) one thread is as fast
+MIN_ROWS = 16  # rows per piece of one product, at least: a thinner piece is a slow (or matrix-vector) call
 
 
 def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -194,8 +198,10 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
     """
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    if bias is not None and bias.shape != (n,):
+        raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
     count, threads = math.prod(batch), _threads
-    if threads == 1 or count * m * k * n < MATMUL_MIN_MACS:
+    if threads == 1 or count * m * k * n < MATMUL_MIN_MACS or (count == 1 and m < MIN_ROWS * threads):
         with single_threaded_blas(np) if count > 1 else contextlib.nullcontext():  # small stacked calls: see single_threaded_blas
             out = np.matmul(a, b)
         if bias is not None:

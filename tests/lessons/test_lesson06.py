@@ -1,6 +1,6 @@
 r"""Checks for lesson 06 (masked softmax and multi-head attention). Run with `pytest -m lesson06`.
 
-The exercises: ``MaskedSoftmax.backward`` in minitensor/attention/masked.py (tested
+The exercises: ``softmax_vjp`` (called by ``MaskedSoftmax.backward``) in minitensor/attention/masked.py (tested
 directly through ``masked_softmax``: gradcheck with fully-masked rows, the composed
 twin, the vector-form Jacobian), and the lesson's own ``attention_by_hand`` and
 ``check_softmax_gradient`` (the lesson is executed once per module with runpy).
@@ -77,7 +77,7 @@ def full_jacobian_vjp(p, pbar, axis):
     return np.moveaxis(np.einsum("...ij,...i->...j", J, pbar), -1, axis)
 
 
-# ------------------------------------------------------------------ exercise 2: MaskedSoftmax.backward
+# ------------------------------------------------------------------ exercise 2: softmax_vjp
 
 @settings(max_examples=40)
 @given(scores_and_mask())

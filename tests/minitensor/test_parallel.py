@@ -35,6 +35,8 @@ from minitensor.backend import single_threaded_blas
 THREADS = (1, 2, 3)
 DTYPES = (np.float32, np.float64)
 CLOSE = {np.float32: {"rtol": 2e-5, "atol": 1e-5}, np.float64: {"rtol": 1e-12, "atol": 1e-13}}
+# two orders of summing the same products (values of size ~sqrt(k) here): a few ulps apart at most
+ROUNDING = {np.float32: {"rtol": 1e-5, "atol": 1e-4}, np.float64: {"rtol": 1e-12, "atol": 1e-11}}
 JOIN_S = 30.0  # a join longer than this means a deadlock (every call here takes well under a second)
 
 # hypothesis + the autouse fixture below: the fixture only restores the thread count, so sharing it
@@ -69,14 +71,18 @@ def per_thread_count(fn):
     return results
 
 
-def assert_all_equal(results, what):
-    """Every thread count gave exactly the same arrays (and dtypes) as one thread."""
+def assert_all_equal(results, what, exact=True):
+    """Every thread count gave the same arrays (and dtypes) as one thread: bit for bit when ``exact``,
+    else to rounding (a matrix product split into row pieces; see parallel.matmul)."""
     first = results[0]
     for n, other in zip(THREADS[1:], results[1:]):
         for i, (a, b) in enumerate(zip(first, other)):
             assert a.dtype == b.dtype and a.shape == b.shape, f"{what}[{i}]: {n} threads changed shape/dtype"
-            assert np.array_equal(a, b), (
-                f"{what}[{i}]: {n} threads differ from 1 thread (max |diff| {np.max(np.abs(a - b)) if a.size else 0})")
+            if exact:
+                assert np.array_equal(a, b), (
+                    f"{what}[{i}]: {n} threads differ from 1 thread (max |diff| {np.max(np.abs(a - b)) if a.size else 0})")
+            else:
+                np.testing.assert_allclose(b, a, **ROUNDING[a.dtype.type], err_msg=f"{what}[{i}]: {n} threads")
 
 
 def run_in_thread(fn):
@@ -461,11 +467,10 @@ def test_dropout_is_bit_identical_for_every_thread_count(shape, dtype):
 
 # ====================================================================== matmul through tensors
 #
-# Known to fail on some machines (seen with NumPy 2.4.6's OpenBLAS 0.3.31 on an AVX-512 AMD EPYC, float64):
-# a ONE-matrix product split into row pieces is not bit-identical to the whole call, contrary to the
-# parallel.matmul docstring. OpenBLAS's blocking of the rows (and, for a 1-row piece, NumPy's switch
-# to a matrix-vector kernel) changes the rounding of some entries by an ulp or so. Stacks are exact:
-# each matrix is one whole single-threaded call whatever the thread count.
+# A stack is shared out by whole matrices, each one the same single-threaded BLAS call whatever the
+# thread count: bit-identical. ONE matrix product split into row pieces agrees only to rounding: OpenBLAS
+# may block a smaller piece differently (seen in float64 with k = 64 on an AVX-512 EPYC), as its own
+# threads do too.
 
 def macs(a_shape, b_shape):
     batch = np.broadcast_shapes(a_shape[:-2], b_shape[:-2])
@@ -520,7 +525,7 @@ def test_tensor_matmul_is_bit_identical_for_every_thread_count(case, dtype):
         np.testing.assert_allclose(y, y_ref, **tol, err_msg=f"forward, {n} threads")
         np.testing.assert_allclose(ga, ga_ref, **tol, err_msg=f"grad a, {n} threads")
         np.testing.assert_allclose(gb, gb_ref, **tol, err_msg=f"grad b, {n} threads")
-    assert_all_equal(results, case)  # ...and bit-identical between them
+    assert_all_equal(results, case, exact=case.startswith(("stacked", "broadcast")))  # ...and the same between them
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -548,7 +553,7 @@ def test_linear_layer_is_bit_identical_for_every_thread_count(x_shape, dtype):
         np.testing.assert_allclose(gx.reshape(-1, 64), u2 @ w0.astype(np.float64), **tol, err_msg=f"{n} threads")
         np.testing.assert_allclose(gw, u2.T @ x2, **tol, err_msg=f"{n} threads")
         np.testing.assert_allclose(gb, u2.sum(axis=0), **tol, err_msg=f"{n} threads")
-    assert_all_equal(results, f"Linear{x_shape}")
+    assert_all_equal(results, f"Linear{x_shape}", exact=False)
 
 
 # ====================================================================== parallel.matmul directly
@@ -584,7 +589,8 @@ def test_parallel_matmul_equals_numpy(a_shape, b_shape, with_bias, a_t, dtype):
     for n, (out,) in zip(THREADS, results):
         assert out.shape == expected.shape and out.dtype == dtype_ref
         np.testing.assert_allclose(out, expected, **tol, err_msg=f"{n} threads")
-    assert_all_equal(results, f"parallel.matmul{a_shape, b_shape}")
+    stack = math.prod(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) > 1
+    assert_all_equal(results, f"parallel.matmul{a_shape, b_shape}", exact=stack)
 
 
 def test_parallel_matmul_of_mixed_dtypes():
@@ -594,14 +600,14 @@ def test_parallel_matmul_of_mixed_dtypes():
     for (out,) in results:
         assert out.dtype == np.float64
         np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-12, atol=1e-12)
-    assert_all_equal(results, "float32 @ float64")
+    assert_all_equal(results, "float32 @ float64", exact=False)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("a_t, b_t", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("threads", [2, 3])
-def test_parallel_matmul_gives_the_numbers_of_one_whole_call(threads, a_t, b_t, dtype):
-    """The docstring's claim: the row pieces give exactly what one single-threaded BLAS call gives."""
+def test_parallel_matmul_agrees_with_one_whole_call(threads, a_t, b_t, dtype):
+    """Row pieces give what one single-threaded BLAS call gives, to rounding; the bias is added once."""
     rng = np.random.default_rng(8)
     a, b = operand(rng, (4096, 64), dtype, a_t), operand(rng, (64, 300), dtype, b_t)
     bias = rng.standard_normal(300).astype(dtype)
@@ -609,8 +615,15 @@ def test_parallel_matmul_gives_the_numbers_of_one_whole_call(threads, a_t, b_t, 
     got, got_bias = parallel.matmul(a, b), parallel.matmul(a, b, bias)
     with single_threaded_blas(np):
         whole = np.matmul(a, b)
-    assert np.array_equal(got, whole)
-    assert np.array_equal(got_bias, whole + bias)
+    np.testing.assert_allclose(got, whole, **ROUNDING[dtype])
+    np.testing.assert_allclose(got_bias, whole + bias, **ROUNDING[dtype])
+
+
+@pytest.mark.parametrize("bias_shape", [(4096, 300), (1, 300), (299,), ()])
+def test_parallel_matmul_rejects_a_bias_that_is_not_one_per_column(bias_shape):
+    a, b = np.ones((4096, 64)), np.ones((64, 300))
+    with pytest.raises(ValueError, match="bias"):
+        parallel.matmul(a, b, np.zeros(bias_shape))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

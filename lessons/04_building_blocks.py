@@ -42,7 +42,7 @@ import numpy as np
 
 import minitensor as mt
 import minitensor.functional as F
-from minitensor.ops.nn import CrossEntropy, LayerNorm, Softmax
+from minitensor.ops.nn import CrossEntropy, LayerNorm, Softmax, layer_norm_dx
 from minitensor.ops.unary import GELUErf, GELUTanh
 
 np.set_printoptions(precision=4, suppress=True)
@@ -375,14 +375,18 @@ print("shifted (library)", stable)
 # $\sum_j \bar x_j \hat x_j = 0$ up to a term of relative size $\epsilon / (\sigma^2 + \epsilon)$
 # (because $\frac1n \sum_j \hat x_j^2 = \sigma^2 / (\sigma^2 + \epsilon)$).
 #
-# This is the second exercise: `LayerNorm.backward` in `minitensor/ops/nn.py`
-# computes `gx` from `grad` ($\bar y$), `weight` ($w$), `xhat` ($\hat x$) and `rstd` ($r$).
+# This is the second exercise: `layer_norm_dx` in `minitensor/ops/nn.py` writes
+# $\bar x$ into `out` from `grad` ($\bar y$), `weight` ($w$), `xhat` ($\hat x$) and `rstd` ($r$).
+# `LayerNorm.backward` calls it on one block of rows at a time, small enough to
+# stay in the CPU's cache across the formula's steps, and shares the blocks
+# between the cores (`minitensor/parallel.py`).
 # Below we compare the fused op with layer norm composed from primitive ops,
 # whose gradient autograd derives on its own.
 
 # %%
 show(LayerNorm)
 show(LayerNorm.backward, source=True)
+show(layer_norm_dx, source=True)
 
 
 def layer_norm_composed(x, weight, bias, eps=1e-5):
@@ -613,8 +617,8 @@ print(model)
 # 1. **`softmax_jacobian(y)`** (section 3), in this file: the $(\ldots, C, C)$
 #    matrix $y_i([i = j] - y_j)$ for a batch of probability vectors. No loops:
 #    `y[..., :, None]` is a column, `y[..., None, :]` a row.
-# 2. **Layer norm's backward** (section 4), in `LayerNorm.backward` in
-#    `minitensor/ops/nn.py`: compute `gx`, the boxed formula, from `grad`,
+# 2. **Layer norm's backward** (section 4), in `layer_norm_dx` in
+#    `minitensor/ops/nn.py`: write the boxed formula into `out`, from `grad`,
 #    `weight`, `xhat` and `rstd`. Means over the last axis with `keepdims=True`
 #    broadcast correctly.
 # 3. **Cross-entropy's gradient** (section 5), in `CrossEntropy.backward` in the

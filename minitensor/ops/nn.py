@@ -119,13 +119,21 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, *, eps):
         xp = get_array_module(x)
-        centred = x - x.mean(axis=-1, keepdims=True)
-        rstd = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
-        xhat = centred
-        xhat *= rstd  # in place: centred is ours
+        xhat = buffers.empty_like(x)
+        rstd = xp.empty(x.shape[:-1] + (1,), dtype=x.dtype)
+        y = buffers.empty_like(x, xp.result_type(x, weight, bias))
+
+        def block(ix):  # one block of rows, in cache across the steps (minitensor.parallel)
+            xb, centred = x[ix], xhat[ix]
+            xp.subtract(xb, xb.mean(axis=-1, keepdims=True), out=centred)
+            r = rstd[ix]
+            r[...] = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
+            centred *= r  # now xhat
+            yb = xp.multiply(centred, weight, out=y[ix])
+            yb += bias
+
+        for_blocks(block, x.shape, -1, xp)
         ctx.save_for_backward(xhat, rstd, weight)
-        y = xhat * weight
-        y += bias
         return y
 
     @staticmethod
@@ -135,16 +143,27 @@ class LayerNorm(Function):
         need_x, need_w, need_b = ctx.needs_input_grad
         gx = None
         if need_x:
-            # BEGIN SOLUTION lesson 04: LayerNorm.backward: gx = rstd (g - mean(g) - xhat mean(g xhat)) with g = grad * weight
-            g = grad * weight
-            gx = g * xhat
-            proj = gx.mean(axis=-1, keepdims=True)  # (1/n) sum_i g_i xhat_i, the path through sigma^2
-            gx = xp.multiply(xhat, proj, out=gx)
-            gx -= g
-            gx += g.mean(axis=-1, keepdims=True)  # the path through mu
-            gx *= -rstd  # r (g - mean(g) - xhat mean(g xhat)), built in place
-            # END SOLUTION
+            gx = buffers.empty_like(xhat, xp.result_type(grad, weight, xhat))
+            for_blocks(lambda ix: layer_norm_dx(grad[ix], xhat[ix], rstd[ix], weight, gx[ix]), xhat.shape, -1, xp)
         return gx, (grad * xhat if need_w else None), (grad if need_b else None)
+
+
+def layer_norm_dx(grad, xhat, rstd, weight, out):
+    r"""$\bar x = r\,(g - \overline{g} - \hat x\, \overline{g \hat x})$ with $g = \bar y \odot w$, into ``out``.
+
+    Means are over the last axis. :class:`LayerNorm` calls it on one block of
+    rows at a time; ``out`` (the shape of ``xhat``) may be used as scratch space.
+    """
+    # BEGIN SOLUTION lesson 04: layer_norm_dx: out = rstd (g - mean(g) - xhat mean(g xhat)) with g = grad * weight
+    xp = get_array_module(grad)
+    g = grad * weight
+    xp.multiply(g, xhat, out=out)
+    proj = out.mean(axis=-1, keepdims=True)  # (1/n) sum_i g_i xhat_i, the path through sigma^2
+    xp.multiply(xhat, proj, out=out)
+    out -= g
+    out += g.mean(axis=-1, keepdims=True)  # the path through mu
+    out *= -rstd  # r (g - mean(g) - xhat mean(g xhat)), built in place
+    # END SOLUTION
 
 
 class Dropout(Function):

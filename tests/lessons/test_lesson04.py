@@ -1,7 +1,7 @@
 r"""Checks for lesson 04 (building blocks). Run with `pytest -m lesson04`.
 
-The exercises: the one-hot gradient of ``CrossEntropy.backward`` and the ``gx`` of
-``LayerNorm.backward`` (both in minitensor/ops/nn.py), and the lesson's own
+The exercises: the one-hot gradient of ``CrossEntropy.backward`` and ``layer_norm_dx``
+(the ``gx`` of ``LayerNorm.backward``; both in minitensor/ops/nn.py), and the lesson's own
 ``softmax_jacobian``. The library ops are tested directly, against formulas and
 composed twins written here; the lesson is executed once per module with runpy for
 ``softmax_jacobian`` and the demos. Only solutions of lessons 01-04 are needed

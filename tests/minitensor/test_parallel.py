@@ -442,6 +442,33 @@ def test_gelu_tanh_is_bit_identical_for_every_thread_count(shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4096, 96), (3, 700, 257)])
+def test_layer_norm_is_bit_identical_for_every_thread_count(shape, dtype):
+    assert len(parallel.blocks(shape, -1)) > 1
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    w, b = rng.standard_normal(shape[-1]).astype(dtype), rng.standard_normal(shape[-1]).astype(dtype)
+    upstream = rng.standard_normal(shape).astype(dtype)
+
+    def run():
+        tx, tw, tb = (mt.Tensor(a.copy(), requires_grad=True) for a in (x, w, b))
+        y = F.layer_norm(tx, tw, tb)
+        y.backward(upstream)
+        return y.numpy().copy(), tx.grad.copy(), tw.grad.copy(), tb.grad.copy()
+
+    results = per_thread_count(run)
+    assert_all_equal(results, f"layer_norm{shape}")
+    x64, u64 = x.astype(np.float64), upstream.astype(np.float64)
+    xhat = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    g = u64 * w
+    gx = (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True)) / np.sqrt(
+        x64.var(-1, keepdims=True) + 1e-5)
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else CLOSE[dtype]
+    np.testing.assert_allclose(results[0][0], xhat * w + b, **tol)
+    np.testing.assert_allclose(results[0][1], gx, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
 def test_dropout_is_bit_identical_for_every_thread_count(shape, dtype):
     assert len(parallel.blocks(shape)) > 1

@@ -175,7 +175,7 @@ def for_blocks(fn, shape, axis: int | None = None, xp=None, target: int = BLOCK_
 
 
 MATMUL_MIN_MACS = 1 << 22  # below ~4M multiply-adds (about a millisecond) one thread is as fast
-MIN_ROWS = 16  # rows per piece of one product, at least: a thinner piece is a slow (or matrix-vector) call
+MIN_ROWS = 16  # rows (or columns) per piece of one product, at least: a thinner piece is a slow call
 
 
 def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -186,7 +186,8 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
     elementwise ops that run between two matrix products would then fight
     them for the same cores. So minitensor keeps BLAS to one thread per call
     and splits the product itself: a stack of matrices (attention's per-head
-    products) by matrix, one large product by rows of the output. ``bias``
+    products) by matrix, one large product by rows of the output (by columns
+    when it is wider than tall). ``bias``
     (broadcast over the rows) is added to each piece of the output while it is
     still in cache.
 
@@ -201,7 +202,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
     if bias is not None and bias.shape != (n,):
         raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
     count, threads = math.prod(batch), _threads
-    if threads == 1 or count * m * k * n < MATMUL_MIN_MACS or (count == 1 and m < MIN_ROWS * threads):
+    if threads == 1 or count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * threads):
         with single_threaded_blas(np) if count > 1 else contextlib.nullcontext():  # small stacked calls: see single_threaded_blas
             out = np.matmul(a, b)
         if bias is not None:
@@ -214,9 +215,13 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
         out_ix = blocks(batch, target=max(1, count // (4 * threads)))
         a_ix = b_ix = out_ix
         bias_ix = [whole] * len(out_ix)
-    else:  # one large product: a slice of rows of `a` and of the output per thread
+    elif m >= n:  # one large product, taller than wide: a slice of rows of `a` and of the output per thread
         a_ix = out_ix = [(..., slice(i, j), slice(None)) for i, j in _cuts(m, threads)]
         b_ix = bias_ix = [whole] * len(out_ix)
+    else:  # wider than tall: a slice of columns of `b` and of the output per thread
+        b_ix = out_ix = [(..., slice(None), slice(i, j)) for i, j in _cuts(n, threads)]
+        a_ix = [whole] * len(out_ix)
+        bias_ix = [(..., slice(i, j)) for i, j in _cuts(n, threads)]
 
     def product(i):
         piece = np.matmul(a[a_ix[i]], b[b_ix[i]], out=out[out_ix[i]])

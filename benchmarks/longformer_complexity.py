@@ -40,7 +40,7 @@ peak, inputs included) minus the RSS before is used, and the table says so.
 takes more than 10 s (the loop reference) reports that single run instead.
 
 **Threads.** ``--threads`` (default 1) is set for every child process before NumPy or PyTorch is
-imported: OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS, and ``torch.set_num_threads``
+imported: OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS, MINITENSOR_NUM_THREADS, and ``torch.set_num_threads``
 (interop 1), so both libraries use the same number of cores; the counts in effect are printed and
 saved. One thread is the default because the figure must not depend on how busy a shared machine's
 other cores are; ``--threads 2`` measures both sides on two.
@@ -263,7 +263,8 @@ def agreement(t, window):
 
 
 def thread_info():
-    info = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    info = {k: os.environ.get(k, "unset")
+            for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MINITENSOR_NUM_THREADS")}
     import numpy as np
 
     from minitensor.backend import _openblas_threads
@@ -317,7 +318,7 @@ def one(method, t, window, repeats, threads):
 
 def child_env(threads):
     env = dict(os.environ)
-    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MINITENSOR_NUM_THREADS"):
         env[k] = str(threads)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return env

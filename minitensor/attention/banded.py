@@ -55,6 +55,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .. import parallel
 from ..autograd import Function
 from ..backend import device_of, get_array_module, to_device, uniform
 from ..tensor import Tensor, stack
@@ -150,6 +151,13 @@ def _from_sub(y, t):
 # A block computes c + w scores per row for the w + 1 we keep: c = w/4 wastes only 25 %
 # (c = w would waste 100 %), while c = w/4 rows still make BLAS-sized matmuls.
 _SPLIT = 4
+
+
+def _mm(a, b):
+    """``a @ b`` of two block stacks; on the CPU the matrices are shared over the threads (bit-identical)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return parallel.matmul(a, b)
+    return a @ b
 
 
 def _chunk_len(w):
@@ -302,9 +310,9 @@ class BandedAttention(Function):
             ok = _to_sub(band_key_ok[:, :, None], d, n)  # (B, d, n, 1): zero padding = not ok
             ok = _pad_chunks(ok, half, c, nc)[..., 0]  # (B, d, nc, c+w): the keys of each chunk
             ok_blk = (on_strip & ok[..., None, :])[:, None]  # (B, 1, d, nc, c, c+w)
-            s_blk = xp.where(ok_blk, qs @ xp.swapaxes(ks, -1, -2), neg_inf)  # S^b in block form (B, Hd, d, nc, c, c+w)
+            s_blk = xp.where(ok_blk, _mm(qs, xp.swapaxes(ks, -1, -2)), neg_inf)  # S^b in block form (B, Hd, d, nc, c, c+w)
             del ok_blk
-            s_glob = qs @ xp.swapaxes(k_hat[:, heads][:, :, None, None], -1, -2)  # S^g (B, Hd, d, nc, c, G)
+            s_glob = _mm(qs, xp.swapaxes(k_hat[:, heads][:, :, None, None], -1, -2))  # S^g (B, Hd, d, nc, c, G)
             ok_glob = global_valid[:, None, None, None, None, :]  # (B, 1, 1, 1, 1, G)
             if causal:
                 pos = (xp.arange(nc * c).reshape(nc, c)[None, :, :] * d
@@ -326,9 +334,9 @@ class BandedAttention(Function):
             keep_blk = keep_glob = None
             if keep is not None:  # dropout: D = s M ⊙ P mixes the values; P itself is kept for the softmax backward
                 keep_blk, keep_glob = _keep_blocks(keep, heads, d, n, c, nc, w)
-                o = ((p_blk * keep_blk) @ vs + (p_glob * keep_glob) @ v_hat[:, heads][:, :, None, None]) * sdrop
+                o = (_mm(p_blk * keep_blk, vs) + _mm(p_glob * keep_glob, v_hat[:, heads][:, :, None, None])) * sdrop
             else:
-                o = p_blk @ vs + p_glob @ v_hat[:, heads][:, :, None, None]  # (B, Hd, d, nc, c, Dh)
+                o = _mm(p_blk, vs) + _mm(p_glob, v_hat[:, heads][:, :, None, None])  # (B, Hd, d, nc, c, Dh)
             o = o.reshape(o.shape[:3] + (nc * c, dh))[..., :n, :]  # (B, Hd, d, n, Dh)
             out[:, heads] = _from_sub(o, t)  # (B, Hd, T, Dh)
             groups.append((d, heads, n, nc, qs, ks, vs, p_blk, p_glob, keep_blk, keep_glob))
@@ -372,8 +380,8 @@ class BandedAttention(Function):
             go = _q_chunks(_to_sub(g_loc[:, heads], d, n), c, nc)  # \bar o (B, Hd, d, nc, c, Dh)
             k_hat = ctx.k_hat[:, heads][:, :, None, None]  # (B, Hd, 1, 1, G, Dh)
             v_hat = ctx.v_hat[:, heads][:, :, None, None]
-            ds_blk = go @ xp.swapaxes(vs, -1, -2)  # \bar P^b in block form (B, Hd, d, nc, c, c+w)
-            dp_glob = go @ xp.swapaxes(v_hat, -1, -2)  # \bar P^g (B, Hd, d, nc, c, G)
+            ds_blk = _mm(go, xp.swapaxes(vs, -1, -2))  # \bar P^b in block form (B, Hd, d, nc, c, c+w)
+            dp_glob = _mm(go, xp.swapaxes(v_hat, -1, -2))  # \bar P^g (B, Hd, d, nc, c, G)
             if keep_blk is None:
                 d_blk, d_glob = p_blk, p_glob
             else:  # dropout: \bar P = s M ⊙ (\bar o V^T), and the values were mixed by D = s M ⊙ P
@@ -382,7 +390,7 @@ class BandedAttention(Function):
                 dp_glob *= keep_glob
                 dp_glob *= sdrop
                 d_blk, d_glob = p_blk * keep_blk * sdrop, p_glob * keep_glob * sdrop
-            dv_c = xp.swapaxes(d_blk, -1, -2) @ go  # (B, Hd, d, nc, c+w, Dh)
+            dv_c = _mm(xp.swapaxes(d_blk, -1, -2), go)  # (B, Hd, d, nc, c+w, Dh)
             dv[:, heads] += _from_sub(_fold_chunks(dv_c, half, c, nc, n), t)
             del dv_c, d_blk
             dv_hat[:, heads] += (xp.swapaxes(d_glob, -1, -2) @ go).sum(axis=(2, 3))  # D^T \bar o
@@ -393,10 +401,10 @@ class BandedAttention(Function):
             ds_glob = p_glob * (dp_glob - cc)  # \bar S^g
             del dp_glob
             # qs holds σ q, so \bar k = (\bar S)^T (σ q) needs no extra σ; \bar q gets its σ here
-            dq_c = (ds_blk @ ks + ds_glob @ k_hat) * scale  # (B, Hd, d, nc, c, Dh)
+            dq_c = (_mm(ds_blk, ks) + _mm(ds_glob, k_hat)) * scale  # (B, Hd, d, nc, c, Dh)
             dq_c = dq_c.reshape(dq_c.shape[:3] + (nc * c, dq_c.shape[-1]))[..., :n, :]  # (B, Hd, d, n, Dh)
             dq[:, heads] += _from_sub(dq_c, t)
-            dk_c = xp.swapaxes(ds_blk, -1, -2) @ qs  # (B, Hd, d, nc, c+w, Dh)
+            dk_c = _mm(xp.swapaxes(ds_blk, -1, -2), qs)  # (B, Hd, d, nc, c+w, Dh)
             dk[:, heads] += _from_sub(_fold_chunks(dk_c, half, c, nc, n), t)
             dk_hat[:, heads] += (xp.swapaxes(ds_glob, -1, -2) @ qs).sum(axis=(2, 3))
         onehot_t = xp.swapaxes(onehot, -1, -2)  # E^T (B, 1, T, G)

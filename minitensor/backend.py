@@ -33,6 +33,21 @@ def _cupy():
     return cupy
 
 
+def int_from_env(name: str, minimum: int):
+    """The integer in environment variable ``name`` (None when unset); a clear error below ``minimum``."""
+    text = os.environ.get(name)
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {text!r}")
+    return value
+
+
 def gpu_available() -> bool:
     """True when CuPy is installed and sees at least one CUDA device."""
     cp = _cupy()

@@ -21,25 +21,19 @@ builds, where reference counts are not exact, never cache.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import threading
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import get_array_module, int_from_env
 
 MIN_BYTES = 16 << 20  # smaller blocks are reused by malloc itself (its mmap threshold grows to 32 MiB)
 
 
 def _limit_bytes() -> int:
-    env = os.environ.get("MINITENSOR_BUFFER_CACHE_MB", "1024")
-    try:
-        mb = int(env)
-    except ValueError:
-        raise ValueError(f"MINITENSOR_BUFFER_CACHE_MB must be a non-negative integer, got {env!r}") from None
-    if mb < 0:
-        raise ValueError(f"MINITENSOR_BUFFER_CACHE_MB must be a non-negative integer, got {env!r}")
+    mb = int_from_env("MINITENSOR_BUFFER_CACHE_MB", minimum=0)
+    mb = 1024 if mb is None else mb
     gil_disabled = hasattr(sys, "_is_gil_enabled") and not sys._is_gil_enabled()
     return 0 if gil_disabled else mb << 20
 

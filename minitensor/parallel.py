@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import buffers
-from .backend import single_threaded_blas
+from .backend import int_from_env, single_threaded_blas
 
 BLOCK_ELEMENTS = 1 << 16  # entries per block: 256 KiB of float32, half a core's L2 or less
 
@@ -46,14 +46,8 @@ _inside = threading.local()  # set while a thread runs blocks: nested calls stay
 
 
 def _default_threads() -> int:
-    env = os.environ.get("MINITENSOR_NUM_THREADS")
-    if env is not None:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"MINITENSOR_NUM_THREADS must be a positive integer, got {env!r}") from None
-        if n < 1:
-            raise ValueError(f"MINITENSOR_NUM_THREADS must be a positive integer, got {env!r}")
+    n = int_from_env("MINITENSOR_NUM_THREADS", minimum=1)
+    if n is not None:
         return n
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may use (a container may have fewer)

@@ -41,7 +41,6 @@ import time
 import numpy as np
 
 import minitensor as mt
-import minitensor.functional as F
 from minitensor import parallel
 from minitensor.optim import AdamW
 from models.gpt import GPT, GPTConfig

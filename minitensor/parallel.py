@@ -20,8 +20,8 @@ results are bit-identical for every thread count. (Matrix products are split
 too, by :func:`matmul`; see there.)
 
 ``MINITENSOR_NUM_THREADS`` (or :func:`set_num_threads`) sets the thread count;
-1 keeps everything on the calling thread. CuPy arrays never come here: a GPU
-kernel already runs the whole array in parallel.
+1 keeps everything on the calling thread. CuPy arrays are one block, run on
+the calling thread: a GPU kernel already runs the whole array in parallel.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import buffers
-from .backend import int_from_env, single_threaded_blas
+from .backend import get_array_module, int_from_env, single_threaded_blas
 
 BLOCK_ELEMENTS = 1 << 16  # entries per block: 256 KiB of float32, half a core's L2 or less
 
@@ -172,7 +172,7 @@ MATMUL_MIN_MACS = 1 << 22  # below ~4M multiply-adds (about a millisecond) one t
 MIN_ROWS = 16  # rows (or columns) per piece of one product, at least: a thinner piece is a slow call
 
 
-def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+def matmul(a, b, bias=None):
     """``np.matmul(a, b) (+ bias)``, its products shared between the threads, BLAS on one thread each.
 
     OpenBLAS has threads of its own, and after each call they keep spinning
@@ -181,9 +181,9 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
     them for the same cores. So minitensor keeps BLAS to one thread per call
     and splits the product itself: a stack of matrices (attention's per-head
     products) by matrix, one large product by rows of the output (by columns
-    when it is wider than tall). ``bias``
-    (broadcast over the rows) is added to each piece of the output while it is
-    still in cache.
+    when it is wider than tall). ``bias`` (broadcast over the rows) is added
+    to each piece of the output while it is still in cache. CuPy arrays go
+    straight to ``cupy.matmul``.
 
     A stack gives exactly the numbers of one call (each matrix is the same
     single-threaded BLAS call). A split product agrees to rounding, and is
@@ -195,10 +195,13 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.n
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     if bias is not None and bias.shape != (n,):
         raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
+    xp = get_array_module(a, b)
     count, threads = math.prod(batch), _threads
-    if threads == 1 or count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * threads):
-        with single_threaded_blas(np) if count > 1 else contextlib.nullcontext():  # small stacked calls: see single_threaded_blas
-            out = np.matmul(a, b)
+    small = count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * threads)
+    if xp is not np or threads == 1 or small:
+        # a small stack still runs on one BLAS thread: see single_threaded_blas
+        with single_threaded_blas(xp) if count > 1 else contextlib.nullcontext():
+            out = xp.matmul(a, b)
         if bias is not None:
             out += bias
         return out

@@ -9,9 +9,9 @@ import math
 
 import numpy as np
 
+from .. import buffers
 from ..autograd import Function
 from ..backend import device_of, get_array_module, to_device
-from .. import buffers
 from ..parallel import for_blocks
 from ..tensor import Tensor, concat
 

@@ -1,17 +1,7 @@
 r"""Matrix multiplication, and the affine map of a linear layer."""
+from .. import parallel
 from ..autograd import Function
 from ..backend import get_array_module
-from .. import parallel
-
-
-def _matmul(xp, a, b, bias=None):
-    """``a @ b (+ bias)``: on the CPU shared between threads by :func:`minitensor.parallel.matmul`."""
-    if xp.__name__ == "numpy":
-        return parallel.matmul(a, b, bias)
-    out = xp.matmul(a, b)
-    if bias is not None:
-        out += bias
-    return out
 
 
 class MatMul(Function):
@@ -28,10 +18,9 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        xp = get_array_module(a, b)
         if a.ndim > 2 and b.ndim == 2:
-            return _matmul(xp, a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
-        return _matmul(xp, a, b)
+            return parallel.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+        return parallel.matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -40,11 +29,11 @@ class MatMul(Function):
         xp = get_array_module(grad)
         if a.ndim > 2 and b.ndim == 2:
             g2 = grad.reshape(-1, grad.shape[-1])  # (rows, N)
-            ga = _matmul(xp, g2, b.T).reshape(a.shape) if need_a else None
-            gb = _matmul(xp, a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
+            ga = parallel.matmul(g2, b.T).reshape(a.shape) if need_a else None
+            gb = parallel.matmul(a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
             return ga, gb
-        ga = _matmul(xp, grad, xp.swapaxes(b, -1, -2)) if need_a else None
-        gb = _matmul(xp, xp.swapaxes(a, -1, -2), grad) if need_b else None
+        ga = parallel.matmul(grad, xp.swapaxes(b, -1, -2)) if need_a else None
+        gb = parallel.matmul(xp.swapaxes(a, -1, -2), grad) if need_b else None
         return ga, gb
 
 
@@ -63,17 +52,16 @@ class Affine(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1])  # (rows, in)
-        y = _matmul(get_array_module(x, weight), x2, weight.T, bias)  # (rows, out), bias added piece by piece
+        y = parallel.matmul(x2, weight.T, bias)  # (rows, out), bias added piece by piece
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[:2]
-        xp = get_array_module(grad)
         g2 = grad.reshape(-1, grad.shape[-1])  # (rows, out)
-        gx = _matmul(xp, g2, weight).reshape(x.shape) if need_x else None
-        gw = _matmul(xp, g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        gx = parallel.matmul(g2, weight).reshape(x.shape) if need_x else None
+        gw = parallel.matmul(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
         if len(ctx.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, (g2.sum(axis=0) if ctx.needs_input_grad[2] else None)

@@ -5,9 +5,9 @@ them gives one node instead of many, a numerically stable forward, and a short
 hand-derived backward. ``tests/minitensor/test_fused.py`` checks every one
 against its composed twin.
 """
+from .. import buffers
 from ..autograd import Function
 from ..backend import get_array_module
-from .. import buffers
 from ..parallel import for_blocks
 
 

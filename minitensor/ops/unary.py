@@ -1,9 +1,9 @@
 r"""Elementwise functions of one tensor, each with its local derivative."""
 import math
 
+from .. import buffers
 from ..autograd import Function
 from ..backend import erf, get_array_module
-from .. import buffers
 from ..parallel import for_blocks
 
 

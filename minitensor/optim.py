@@ -13,6 +13,16 @@ import numpy as np
 from .backend import get_array_module, to_device, to_numpy
 
 
+def _check_number(optimizer, name, value, *, minimum, inclusive=True):
+    # NaN compares False with everything, so "value < minimum" alone would let it through
+    # (and an lr of NaN or inf only shows up steps later as a diverged loss).
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+        and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+    if not ok:
+        bound = ">=" if inclusive else ">"
+        raise ValueError(f"{type(optimizer).__name__}: {name} must be a finite number {bound} {minimum}, got {value!r}")
+
+
 class Optimizer:
     """Holds the parameters, the learning rate and per-parameter state arrays."""
 
@@ -22,8 +32,7 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        if lr < 0:
-            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
+        _check_number(self, "lr", lr, minimum=0.0)
         self.lr = lr
         self.step_count = 0  # calls to step()
         self.param_steps = np.zeros(len(self.params), dtype=np.int64)  # updates each parameter received
@@ -117,6 +126,8 @@ class Adam(Optimizer):
         b1, b2 = betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
+        _check_number(self, "eps", eps, minimum=0.0, inclusive=False)
+        _check_number(self, "weight_decay", weight_decay, minimum=0.0)
         self.betas, self.eps, self.weight_decay = (b1, b2), eps, weight_decay
 
     def _update(self, i, p, g):
@@ -188,7 +199,13 @@ def warmup_cosine(step, *, warmup, total, peak_lr, min_lr=0.0):
 
 def clip_grad_norm(params, max_norm):
     r"""Scale all gradients by $\min(1, c / \lVert g \rVert_2)$, the norm taken over every
-    gradient together. Returns the norm before clipping (inf/nan are returned as-is, not hidden)."""
+    gradient together. Returns the norm before clipping (inf/nan are returned as-is, not hidden).
+
+    ``max_norm`` must be > 0 (``inf``: measure the norm, clip nothing). A negative $c$ would
+    flip every gradient (training uphill) and 0 would erase them, so both are refused."""
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.floating, np.integer)) \
+            or not max_norm > 0:  # also False for NaN
+        raise ValueError(f"clip_grad_norm: max_norm must be a number > 0 (inf: no clipping), got {max_norm!r}")
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0

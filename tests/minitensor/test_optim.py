@@ -408,6 +408,46 @@ def test_constructor_errors():
             optim.SGD([p], lr=0.1, momentum=momentum)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), "0.1", None, True])
+def test_non_finite_or_non_numeric_hyperparameters_are_refused(value):
+    # NaN slips past "lr < 0" (every comparison with NaN is False) and used to surface only as a
+    # diverged loss steps later; inf makes the first step infinite.
+    p = param([1.0])
+    for make in (lambda: optim.SGD([p], lr=value), lambda: optim.Adam([p], lr=value),
+                 lambda: optim.AdamW([p], lr=value)):
+        with pytest.raises(ValueError, match=r"lr must be a finite number >= 0"):
+            make()
+    with pytest.raises(ValueError, match="weight_decay must be a finite number"):
+        optim.AdamW([p], lr=0.1, weight_decay=value)
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        optim.Adam([p], lr=0.1, eps=value)
+
+
+def test_negative_weight_decay_and_zero_eps_are_refused():
+    p = param([1.0])
+    with pytest.raises(ValueError, match="weight_decay"):
+        optim.AdamW([p], lr=0.1, weight_decay=-0.01)
+    with pytest.raises(ValueError, match="eps"):
+        optim.Adam([p], lr=0.1, eps=0.0)
+
+
+@pytest.mark.parametrize("max_norm", [0, 0.0, -1.0, float("nan"), -float("inf"), "1", None, True])
+def test_clip_grad_norm_refuses_a_non_positive_or_nan_max_norm(max_norm):
+    # -1 used to flip every gradient (training uphill) and 0 to erase them, silently.
+    p = param([3.0, 4.0])
+    p.grad = np.array([3.0, 4.0])
+    with pytest.raises(ValueError, match="max_norm must be a number > 0"):
+        optim.clip_grad_norm([p], max_norm)
+    np.testing.assert_array_equal(p.grad, [3.0, 4.0])  # nothing was touched
+
+
+def test_clip_grad_norm_with_inf_only_measures():
+    p = param([3.0, 4.0])
+    p.grad = np.array([3.0, 4.0])
+    assert optim.clip_grad_norm([p], float("inf")) == pytest.approx(5.0)
+    np.testing.assert_array_equal(p.grad, [3.0, 4.0])
+
+
 def test_step_with_wrong_grad_shape_raises():
     p = param([[1.0, 2.0]])
     p.grad = np.ones(2)

@@ -36,7 +36,7 @@ def run_one(args, label, init, lm_coef, task, threads):
     out = os.path.join(args.out, f"{task}-{'none' if init == 'none' else 'pre'}-lm{lm_coef}")
     cmd = [sys.executable, "-m", "models", "finetune", "gpt", "--task", task, "--init", init, "--lm-coef",
            str(lm_coef), "--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", str(args.batch_size),
-           "--seed", str(args.seed), "--per-play", str(args.per_play), "--out", out]
+           "--seed", str(args.seed), "--per-play", str(args.per_play), "--out", out, "--overwrite"]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "MINITENSOR_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -80,7 +80,7 @@ def train_one(positions, steps, seed, eval_chars, lr=None):
     out = os.path.join(OUT_DIR, "txl_ablation" + _tag(lr), positions)
     t0 = time.perf_counter()
     result = train(model, tok.encode(corpus.train), tok.encode(corpus.validation), cfg, out,
-                   tokenizer_dict=tok.to_dict(), model_config_dict=config.to_dict(), log=lambda *a: None)
+                   tokenizer_dict=tok.to_dict(), model_config_dict=config.to_dict(), overwrite=True, log=lambda *a: None)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     ev = cached_bpc(model, test_ids, batch_size=1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import uuid
 import zipfile
@@ -30,7 +31,7 @@ import numpy as np
 
 from .backend import device_of, to_numpy
 
-__all__ = ["CheckpointError", "save", "load", "read_safetensors_header"]
+__all__ = ["CheckpointError", "save", "load", "read_safetensors_header", "temporary_path", "stale_temporaries"]
 
 METADATA_KEY = "__metadata__"
 SUFFIXES = (".npz", ".safetensors")
@@ -106,7 +107,7 @@ def save(state, path, metadata=None) -> None:
 
     # Write beside the target, then rename over it: os.replace is atomic on one filesystem.
     # The temp file is opened like any new file (mode 0o666 less umask), unlike mkstemp's 0o600.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = temporary_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -267,3 +268,19 @@ def _read_safetensors(f, path):
         array = np.frombuffer(buffer, dtype).reshape(shape)
         state[name] = array.astype(dtype.newbyteorder("="), copy=False)  # native byte order
     return state, metadata
+
+
+def temporary_path(path) -> str:
+    """A fresh temporary name beside ``path`` for an atomic write: ``.NAME.<12 hex>.tmp``. Hidden,
+    unique (no clash with a user's file or a second writer), and recognisable by :func:`stale_temporaries`."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def stale_temporaries(path) -> list:
+    """The temporaries of ``path`` that an interrupted write (a kill, a power loss) left behind."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(directory):
+        return []
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{12}}\.tmp")
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory) if pattern.fullmatch(f))

@@ -17,6 +17,7 @@ stderr and exit code 2, not a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -26,7 +27,7 @@ import numpy as np
 # d=128, 4 layers), so 600 steps plus evaluations take a few minutes.
 TRAIN_DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": 128, "lr": 3e-3, "warmup": 100, "min_lr": 0.0,
                   "weight_decay": 0.01, "grad_clip": 1.0, "eval_every": 100, "eval_batches": 40, "ckpt_every": 200,
-                  "seed": 0}
+                  "seed": 0, "final_eval_batches": 0}
 # `train longformer --preset tiny --task T`: what differs from TRAIN_DEFAULTS. seq_len is the model's max_len
 # for the tasks (whole scenes up to that many characters) and the window length for lm. Seconds per step
 # on 2 CPU cores are in the README.
@@ -48,6 +49,36 @@ LONGFORMER_MODELS = {
     "speaker-qa": {"n_layer": 4, "attention_window": [32, 64, 128, 256]},
     "lm": {"attention_window": 64},
 }
+
+
+def _int(low):
+    """An argparse type: an integer >= ``low`` (the message names the flag: argparse adds it)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+    return parse
+
+
+def _float(low, *, strict, allow_inf=False):
+    """An argparse type: a finite number > ``low`` (``strict``) or >= ``low``; ``allow_inf`` lets inf through.
+    NaN and inf are refused here, before they could surface steps later as a "diverged" loss."""
+    rule = f"a finite number {'>' if strict else '>='} {low:g}" + (" (or inf)" if allow_inf else "")
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
+        finite = math.isfinite(value) or (allow_inf and value == math.inf)
+        if not finite or not (value > low if strict else value >= low):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value
+    return parse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,51 +107,55 @@ def build_parser() -> argparse.ArgumentParser:
                         "(character language model with a causal band)")
     t.add_argument("--full-attention", action="store_true",
                    help="longformer --task lm only: a band of 2 x --seq-len, i.e. full causal attention (the baseline)")
-    t.add_argument("--preset", default="tiny",
-                   help="model size: tiny (minutes on a CPU), gpt1 (gpt) or base (txl) (default: tiny)")
+    t.add_argument("--preset", default=None,
+                   help="model size: tiny (minutes on a CPU), gpt1 (gpt) or base (txl, longformer) (default: tiny; "
+                        "with --resume, the checkpoint's)")
     # The training options default to None so that --resume can tell "not given" (take the
     # checkpoint's value) from "given" (override it); TRAIN_DEFAULTS fills in the rest.
     d = TRAIN_DEFAULTS
-    t.add_argument("--steps", type=int, help=f"optimisation steps, the length of the LR schedule (default: {d['steps']})")
-    t.add_argument("--batch-size", type=int, help=f"sequences per step (default: {d['batch_size']})")
-    t.add_argument("--seq-len", type=int,
+    t.add_argument("--steps", type=_int(1), help=f"optimisation steps, the length of the LR schedule (default: {d['steps']})")
+    t.add_argument("--batch-size", type=_int(1), help=f"sequences per step (default: {d['batch_size']})")
+    t.add_argument("--seq-len", type=_int(1),
                    help=f"characters per sequence: gpt at most its context (default: {d['seq_len']}, capped at n_ctx); "
                         "txl the segment length tgt_len (default: the preset's, 64 for tiny)")
-    t.add_argument("--mem-len", type=int,
+    t.add_argument("--mem-len", type=_int(0),
                    help="txl only: memory length M, cached positions per layer (default: the preset's, 64 for tiny)")
     t.add_argument("--positions", choices=["relative", "absolute"],
                    help="txl only: relative positions (the paper, default) or absolute ones reused by every segment "
                         "(the section 1.2.2 ablation)")
-    t.add_argument("--lr", type=float, help=f"peak learning rate of AdamW (default: {d['lr']})")
-    t.add_argument("--warmup", type=int, help=f"linear warmup steps (default: {d['warmup']}, at most --steps/5)")
-    t.add_argument("--min-lr", type=float, help=f"learning rate at the end of the cosine (default: {d['min_lr']})")
-    t.add_argument("--weight-decay", type=float, help=f"decoupled weight decay of AdamW (default: {d['weight_decay']})")
-    t.add_argument("--grad-clip", type=float, help=f"clip the global gradient norm to this (default: {d['grad_clip']})")
-    t.add_argument("--eval-every", type=int, help=f"steps between validation bpc measurements (default: {d['eval_every']})")
-    t.add_argument("--eval-batches", type=int,
+    t.add_argument("--lr", type=_float(0, strict=True), help=f"peak learning rate of AdamW (default: {d['lr']})")
+    t.add_argument("--warmup", type=_int(0), help=f"linear warmup steps (default: {d['warmup']}, at most --steps/5)")
+    t.add_argument("--min-lr", type=_float(0, strict=False), help=f"learning rate at the end of the cosine (default: {d['min_lr']})")
+    t.add_argument("--weight-decay", type=_float(0, strict=False), help=f"decoupled weight decay of AdamW (default: {d['weight_decay']})")
+    t.add_argument("--grad-clip", type=_float(0, strict=True, allow_inf=True), help=f"clip the global gradient norm to this (default: {d['grad_clip']})")
+    t.add_argument("--eval-every", type=_int(1), help=f"steps between validation bpc measurements (default: {d['eval_every']})")
+    t.add_argument("--eval-batches", type=_int(0),
                    help=f"validation batches (txl: segments of --batch-size slices) per measurement; 0 = the whole "
                         f"validation text (default: {d['eval_batches']})")
-    t.add_argument("--final-eval-batches", type=int, default=0,
+    t.add_argument("--final-eval-batches", type=_int(0),
                    help="validation batches for the final figure; 0 = the whole validation text (default: 0)")
-    t.add_argument("--ckpt-every", type=int,
+    t.add_argument("--ckpt-every", type=_int(1),
                    help=f"steps between checkpoints; one is also written at the end (default: {d['ckpt_every']})")
-    t.add_argument("--seed", type=int, help=f"seed of the weights, dropout and batches (default: {d['seed']})")
-    t.add_argument("--stop-at", type=int, default=None,
+    t.add_argument("--seed", type=_int(0), help=f"seed of the weights, dropout and batches (default: {d['seed']})")
+    t.add_argument("--stop-at", type=_int(1), default=None,
                    help="stop after this step (checkpointing), as if interrupted; continue later with --resume")
     t.add_argument("--device", default="cpu", help="cpu or cuda (cuda needs CuPy and a GPU) (default: cpu)")
     t.add_argument("--out", default=None, help="output directory (default: runs/<model>-<preset>)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run saved in --out exactly where it stopped (its settings are reused; "
                         "options given here override them, which breaks exactness)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run --out already holds (its checkpoint, metrics and plot are deleted); without "
+                        "it a fresh run into a directory holding one is refused")
 
     s = sub.add_parser("sample", help="generate text from a trained checkpoint",
                        description="Print --prompt followed by --length sampled characters.")
     s.add_argument("--ckpt", required=True, help="a checkpoint directory (written by train --out) or its checkpoint.npz")
     s.add_argument("--prompt", default="\n", help='text to continue (default: a newline), e.g. "ROMEO:"')
-    s.add_argument("--length", type=int, default=200, help="characters to generate (default: 200)")
-    s.add_argument("--temperature", type=float, default=0.8, help="divide the logits by this; lower is safer (default: 0.8)")
-    s.add_argument("--top-k", type=int, default=20, help="sample among the k likeliest characters; 0 = all (default: 20)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the sampler: same seed, same text (default: 0)")
+    s.add_argument("--length", type=_int(0), default=200, help="characters to generate (default: 200)")
+    s.add_argument("--temperature", type=_float(0, strict=True), default=0.8, help="divide the logits by this; lower is safer (default: 0.8)")
+    s.add_argument("--top-k", type=_int(0), default=20, help="sample among the k likeliest characters; 0 = all (default: 20)")
+    s.add_argument("--seed", type=_int(0), default=0, help="seed of the sampler: same seed, same text (default: 0)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
     e = sub.add_parser("evaluate", help="bits per character of a checkpoint on the test (or validation) plays",
@@ -131,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Prints one line: model, split, characters, bpc, seconds, tokens/s.")
     e.add_argument("--ckpt", required=True, help="a checkpoint directory (written by train --out) or its checkpoint.npz")
     e.add_argument("--split", choices=["test", "validation"], default="test", help="which held-out plays (default: test)")
-    e.add_argument("--max-chars", type=int, default=None,
+    e.add_argument("--max-chars", type=_int(2), default=None,
                    help="evaluate only the first N characters of the split (default: all of it)")
-    e.add_argument("--context", type=int, default=None,
+    e.add_argument("--context", type=_int(1), default=None,
                    help="gpt only: the sliding window C, at most the model's n_ctx (default: n_ctx)")
     e.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
@@ -151,38 +186,75 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the pretrained checkpoint (a train --out directory), or 'none' for no pretraining "
                         "(random weights of --preset, the corpus' vocabulary)")
     f.add_argument("--preset", default="tiny", help="model size with --init none (default: tiny)")
-    f.add_argument("--lm-coef", type=float, default=0.5, help="lambda, the weight of L_1 in L_3 (default: 0.5)")
-    f.add_argument("--epochs", type=int, default=3, help="passes over the training examples (default: 3)")
-    f.add_argument("--batch-size", type=int, default=16, help="examples per step (default: 16)")
-    f.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default: 5e-4)")
-    f.add_argument("--per-play", type=int, default=None,
+    f.add_argument("--lm-coef", type=_float(0, strict=False), default=0.5, help="lambda, the weight of L_1 in L_3 (default: 0.5)")
+    f.add_argument("--epochs", type=_int(1), default=3, help="passes over the training examples (default: 3)")
+    f.add_argument("--batch-size", type=_int(1), default=16, help="examples per step (default: 16)")
+    f.add_argument("--lr", type=_float(0, strict=True), default=5e-4, help="peak learning rate (default: 5e-4)")
+    f.add_argument("--per-play", type=_int(1), default=None,
                    help="examples per play when building a corpus task (default: 64)")
-    f.add_argument("--seed", type=int, default=0, help="seed of the head, dropout and shuffling (default: 0)")
+    f.add_argument("--seed", type=_int(0), default=0, help="seed of the head, dropout and shuffling (default: 0)")
     f.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     f.add_argument("--out", default=None, help="output directory (default: runs/finetune-<task>)")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace the fine-tuned model --out already holds (refused without it)")
 
     k = sub.add_parser("task", help="build a corpus task, write it as JSON and/or show examples",
                        description="Build one of the fine-tuning tasks from the corpus (deterministic, split "
                                    "by play) and write it as a task file or print some examples.")
     k.add_argument("name", help="genre, follows, same-speaker or next-speech")
     k.add_argument("--out", default=None, help="write the task to this JSON file")
-    k.add_argument("--show", type=int, default=3, help="print this many training examples (default: 3)")
-    k.add_argument("--per-play", type=int, default=None, help="examples per play (default: 64)")
+    k.add_argument("--show", type=_int(0), default=3, help="print this many training examples (default: 3)")
+    k.add_argument("--per-play", type=_int(1), default=None, help="examples per play (default: 64)")
     return parser
+
+
+def _resumed_run(args, kind, out, given):
+    """What ``--resume`` continues: ``(meta, tokenizer, config, settings, run_info)`` of the checkpoint in
+    ``out``, the options given on this command line on top of its settings. Refuses, before the slow
+    part, a ``--preset`` that is not the checkpoint's."""
+    from .train import CHECKPOINT_NAME, MODEL_TYPES, from_metadata, read_checkpoint, tokenizer_class, train_config_of
+
+    path = os.path.join(out, CHECKPOINT_NAME)
+    _, meta = read_checkpoint(path, expected_model=kind)
+    tokenizer = from_metadata(path, "tokenizer", tokenizer_class(kind).from_dict, meta["tokenizer"])
+    config = from_metadata(path, "model_config", MODEL_TYPES[kind][1].from_dict, meta["model_config"])
+    run = meta.get("run") if isinstance(meta.get("run"), dict) else {}
+    if args.preset is not None and args.preset != run.get("preset"):
+        saved = f"the checkpoint's preset {run['preset']!r}" if run.get("preset") else \
+            "the checkpoint's model (which does not record its preset)"
+        raise ValueError(f"--preset {args.preset} differs from {saved}; a resumed run keeps its model "
+                         "(leave --preset out)")
+    settings = {**train_config_of(path, meta).to_dict(), **given}
+    return meta, tokenizer, config, settings, run
+
+
+def _check_steps_left(args, out, meta, settings) -> None:
+    from .train import nothing_to_train
+
+    end = settings["steps"] if args.stop_at is None else min(args.stop_at, settings["steps"])
+    if meta["step"] >= end:
+        raise ValueError(nothing_to_train(out, meta["step"], settings["steps"], args.stop_at))
+
+
+def _train_config(settings):
+    from .train import TrainConfig
+
+    settings = dict(settings)
+    for field in ("eval_batches", "final_eval_batches"):  # 0 on the command line: all of it
+        settings[field] = settings[field] or None
+    return TrainConfig(**settings)
+
+
+def _final_scope(cfg, unit) -> str:
+    n = cfg.final_eval_batches
+    return "all" if n is None else f"the first {n} {unit} of the"
 
 
 def cmd_train(args) -> int:
     import minitensor as mt  # imported here so that --help is instant
 
     from . import data
-    from .train import (
-        CHECKPOINT_NAME,
-        MODEL_TYPES,
-        TrainConfig,
-        evaluate_bpc,
-        read_checkpoint,
-        train,
-    )
+    from .train import CHECKPOINT_NAME, MODEL_TYPES, check_run_dir, evaluate_bpc, train
 
     if args.model == "longformer":
         return cmd_train_longformer(args)
@@ -198,24 +270,26 @@ def cmd_train(args) -> int:
         raise ValueError("--positions is for txl only (GPT always has learned absolute positions)")
     # Check what can be checked before the slow part (loading the corpus): fail fast.
     device = mt.backend.check_device(args.device)
-    config_cls.preset(args.preset, vocab_size=1)  # an unknown preset raises ValueError naming the choices
-    out = args.out or os.path.join("runs", f"{args.model}-{args.preset}")
-    corpus = data.load_shakespeare()
+    preset = args.preset or "tiny"
+    config_cls.preset(preset, vocab_size=1)  # an unknown preset raises ValueError naming the choices
+    out = args.out or os.path.join("runs", f"{args.model}-{preset}")
+    check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
 
     given = {field: getattr(args, field) for field in TRAIN_DEFAULTS if getattr(args, field) is not None}
     if args.resume:
         # The vocabulary, the architecture and the training settings come from the checkpoint.
-        _, meta = read_checkpoint(os.path.join(out, CHECKPOINT_NAME), expected_model=args.model)
-        tokenizer = data.CharTokenizer.from_dict(meta["tokenizer"])
-        config = config_cls.from_dict(meta["model_config"])
+        meta, tokenizer, config, settings, run = _resumed_run(args, args.model, out, given)
+        preset = run.get("preset", "(preset not recorded)")
         if txl and args.mem_len is not None and args.mem_len != config.mem_len:
             raise ValueError(f"--mem-len {args.mem_len} differs from the checkpoint's mem_len={config.mem_len}; "
                              "a resumed run keeps its model")
         if txl and args.positions is not None and args.positions != config.positions:
             raise ValueError(f"--positions {args.positions} differs from the checkpoint's positions={config.positions}; "
                              "a resumed run keeps its model")
-        settings = {**meta["train_config"], **given}
+        _check_steps_left(args, out, meta, settings)
+        corpus = data.load_shakespeare()
     else:
+        corpus = data.load_shakespeare()
         # The vocabulary is the training text's characters; "replace" maps any character only
         # the held-out plays use to the unknown symbol instead of failing.
         tokenizer = data.CharTokenizer.from_text(corpus.train, unknown="replace")
@@ -226,59 +300,68 @@ def cmd_train(args) -> int:
                 overrides["mem_len"] = args.mem_len
             if args.positions is not None:
                 overrides["positions"] = args.positions
-            config = config_cls.preset(args.preset, tokenizer.vocab_size, **overrides)
+            config = config_cls.preset(preset, tokenizer.vocab_size, **overrides)
             settings["seq_len"] = config.tgt_len
         else:
-            config = config_cls.preset(args.preset, tokenizer.vocab_size)
+            config = config_cls.preset(preset, tokenizer.vocab_size)
             settings["seq_len"] = given.get("seq_len", min(TRAIN_DEFAULTS["seq_len"], config.n_ctx))
         settings["warmup"] = given.get("warmup", min(TRAIN_DEFAULTS["warmup"], settings["steps"] // 5))
     if not txl and settings["seq_len"] > config.n_ctx:
         raise ValueError(f"--seq-len {settings['seq_len']} is longer than the model's context n_ctx={config.n_ctx}")
-    settings["eval_batches"] = settings["eval_batches"] or None  # 0 on the command line: all of it
-    cfg = TrainConfig(**settings)
+    cfg = _train_config(settings)
 
     model = model_cls(config, rng=np.random.default_rng(cfg.seed)).to(device)
     train_ids = tokenizer.encode(corpus.train)
     val_ids = tokenizer.encode(corpus.validation)
     ablation = ", absolute positions" if txl and config.positions == "absolute" else ""
     name = f"Transformer-XL (segment {config.tgt_len}, memory {config.mem_len}{ablation})" if txl else "GPT"
-    print(f"model: {name} {args.preset}, {model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}; "
+    print(f"model: {name} {preset}, {model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}; "
           f"train {len(train_ids):,} chars, validation {len(val_ids):,} chars; device {device}; output {out}")
     result = train(model, train_ids, val_ids, cfg, out, tokenizer_dict=tokenizer.to_dict(),
-                   model_config_dict=config.to_dict(), resume=args.resume, stop_at=args.stop_at)
+                   model_config_dict=config.to_dict(), resume=args.resume, overwrite=args.overwrite,
+                   stop_at=args.stop_at, run_info={"preset": preset} if not args.resume else run)
     # The periodic measurements use the first --eval-batches batches (cheap, comparable across
     # steps); by default the final figure covers the WHOLE validation split (the held-out plays).
     # Transformer-XL: cached evaluation, cfg.batch_size contiguous slices carrying memory.
-    bpc = evaluate_bpc(model, val_ids, cfg.batch_size, cfg.seq_len, args.final_eval_batches or None)
-    unit = "segments" if txl else "batches"
-    scope = "all" if not args.final_eval_batches else f"the first {args.final_eval_batches} {unit} of the"
+    bpc = evaluate_bpc(model, val_ids, cfg.batch_size, cfg.seq_len, cfg.final_eval_batches)
     how = " (cached evaluation)" if txl else ""
-    print(f"step {result['step']}: final validation bpc {bpc:.4f}{how} on {scope} {len(val_ids):,} validation characters "
-          f"(checkpoint in {os.path.join(out, CHECKPOINT_NAME)})")
+    print(f"step {result['step']}: final validation bpc {bpc:.4f}{how} on {_final_scope(cfg, 'segments' if txl else 'batches')} "
+          f"{len(val_ids):,} validation characters (checkpoint in {os.path.join(out, CHECKPOINT_NAME)})")
     return 0
 
 
 def cmd_train_longformer(args) -> int:
     """``train longformer --task {genre,speaker-qa,lm}``: the same loop, UX and files as GPT, plus
     results.json with the test-split metrics and the baselines."""
-    import json
-
     import minitensor as mt
 
-    from . import data, longdoc
+    from . import data, files, longdoc
     from .longformer import LongformerConfig
     from .train import (
         CHECKPOINT_NAME,
         LONGFORMER_KINDS,
         MODEL_TYPES,
-        TrainConfig,
+        RESULTS_NAME,
         build_model,
+        check_run_dir,
         evaluate_bpc,
         evaluate_task,
         read_checkpoint,
         train,
     )
 
+    if args.mem_len is not None or args.positions is not None:
+        raise ValueError("--mem-len and --positions are for txl only")
+    if args.resume and args.task is None:
+        if args.out is None:
+            raise ValueError("train longformer --resume needs --out DIR (or --task, for the default "
+                             "runs/longformer-TASK-PRESET)")
+        _, meta = read_checkpoint(os.path.join(args.out, CHECKPOINT_NAME))  # the checkpoint knows its task
+        tasks = {kind: task for task, kind in LONGFORMER_KINDS.items()}
+        if meta["model"] not in tasks:
+            raise ValueError(f"{args.out!r} holds a {meta['model']} checkpoint, not a Longformer task's")
+        args.task = tasks[meta["model"]]
+        args.full_attention = args.full_attention or bool((meta.get("run") or {}).get("full_attention"))
     if args.task is None:
         raise ValueError("train longformer needs --task genre, speaker-qa or lm")
     kind = LONGFORMER_KINDS[args.task]
@@ -286,36 +369,39 @@ def cmd_train_longformer(args) -> int:
         raise ValueError("the Longformer task heads (models/longformer_heads.py) are not available")
     if args.full_attention and args.task != "lm":
         raise ValueError("--full-attention is for --task lm only (the full causal baseline)")
-    if args.mem_len is not None or args.positions is not None:
-        raise ValueError("--mem-len and --positions are for txl only")
     device = mt.backend.check_device(args.device)
-    LongformerConfig.preset(args.preset, vocab_size=2, pad_id=0)  # an unknown preset raises ValueError naming the choices
+    preset = args.preset or "tiny"
+    LongformerConfig.preset(preset, vocab_size=2, pad_id=0)  # an unknown preset raises ValueError naming the choices
     suffix = "-full" if args.full_attention else ""
-    out = args.out or os.path.join("runs", f"longformer-{args.task}{suffix}-{args.preset}")
-    corpus = data.load_shakespeare()
+    out = args.out or os.path.join("runs", f"longformer-{args.task}{suffix}-{preset}")
+    check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
 
     given = {field: getattr(args, field) for field in TRAIN_DEFAULTS if getattr(args, field) is not None}
     if args.resume:
-        _, meta = read_checkpoint(os.path.join(out, CHECKPOINT_NAME), expected_model=kind)
-        tokenizer = longdoc.LongdocTokenizer.from_dict(meta["tokenizer"])
-        config = LongformerConfig.from_dict(meta["model_config"])
-        settings = {**meta["train_config"], **given}
+        meta, tokenizer, config, settings, run = _resumed_run(args, kind, out, given)
+        preset = run.get("preset", "(preset not recorded)")
+        if run.get("full_attention") is not None and bool(run["full_attention"]) != bool(args.full_attention):
+            raise ValueError(f"--full-attention differs from the checkpoint's run (full_attention="
+                             f"{run['full_attention']}); a resumed run keeps its model")
+        _check_steps_left(args, out, meta, settings)
+        corpus = data.load_shakespeare()
     else:
+        corpus = data.load_shakespeare()
         tokenizer = longdoc.LongdocTokenizer.from_corpus(corpus)
         settings = {**TRAIN_DEFAULTS, **LONGFORMER_DEFAULTS[args.task], **given}
         settings["warmup"] = given.get("warmup", min(TRAIN_DEFAULTS["warmup"], settings["steps"] // 5))
         overrides = {"max_len": settings["seq_len"], "pad_id": tokenizer.pad_id}
-        if args.preset == "tiny":
+        if preset == "tiny":
             overrides.update(LONGFORMER_MODELS[args.task])
         if args.task == "lm":
             overrides["causal"] = True
             if args.full_attention:  # causal keeps the w/2 keys to the left: 2 x seq_len covers the whole past
                 overrides["attention_window"] = 2 * settings["seq_len"]
-        config = LongformerConfig.preset(args.preset, tokenizer.vocab_size, **overrides)
+        config = LongformerConfig.preset(preset, tokenizer.vocab_size, **overrides)
+        run = {"preset": preset, "task": args.task, "full_attention": bool(args.full_attention)}
     if settings["seq_len"] > config.max_len:
         raise ValueError(f"--seq-len {settings['seq_len']} is longer than the model's max_len={config.max_len}")
-    settings["eval_batches"] = settings["eval_batches"] or None  # 0: all of it
-    cfg = TrainConfig(**settings)
+    cfg = _train_config(settings)
 
     model = build_model(kind, config, rng=np.random.default_rng(cfg.seed)).to(device)
     if args.task == "lm":
@@ -345,14 +431,15 @@ def cmd_train_longformer(args) -> int:
         unit = "scenes" if args.task == "genre" else "questions"
         sizes = ", ".join(f"{k} {len(v)} {unit}" for k, v in examples.items() if k != "held-out")
     band = "full causal attention" if args.full_attention else f"windows {config.attention_window}"
-    print(f"model: Longformer {args.preset} ({kind}, {band}, max_len {config.max_len}), "
+    print(f"model: Longformer {preset} ({kind}, {band}, max_len {config.max_len}), "
           f"{model.num_parameters():,} parameters, vocabulary {tokenizer.vocab_size}; {sizes}; device {device}; "
           f"output {out}")
     result = train(model, train_data, val_data, cfg, out, tokenizer_dict=tokenizer.to_dict(),
-                   model_config_dict=config.to_dict(), resume=args.resume, stop_at=args.stop_at)
+                   model_config_dict=config.to_dict(), resume=args.resume, overwrite=args.overwrite,
+                   stop_at=args.stop_at, run_info=run)
 
-    final = args.final_eval_batches or None
-    results = {"task": args.task, "model": kind, "preset": args.preset, "attention_window": config.attention_window,
+    final = cfg.final_eval_batches
+    results = {"task": args.task, "model": kind, "preset": preset, "attention_window": config.attention_window,
                "full_attention": bool(args.full_attention), "step": result["step"], "max_len": config.max_len}
     splits = [("validation", val_data), ("test", test_data)]
     if args.task != "lm":
@@ -367,11 +454,8 @@ def cmd_train_longformer(args) -> int:
                               "examples": len(split_data) if final is None else min(len(split_data), final * cfg.batch_size)}
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results[split].items())
         print(f"step {result['step']}: {split} {shown}")
-    tmp = os.path.join(out, "results.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, os.path.join(out, "results.json"))
-    print(f"wrote {os.path.join(out, 'results.json')} (checkpoint in {os.path.join(out, CHECKPOINT_NAME)})")
+    files.write_json(os.path.join(out, RESULTS_NAME), results)
+    print(f"wrote {os.path.join(out, RESULTS_NAME)} (checkpoint in {os.path.join(out, CHECKPOINT_NAME)})")
     return 0
 
 
@@ -469,7 +553,8 @@ def cmd_finetune(args) -> int:
 
     import minitensor as mt
 
-    from . import finetune, tasks
+    from . import files, finetune, tasks
+    from .train import METRICS_NAME, RESULTS_NAME, check_run_dir
 
     if args.model != "gpt":
         raise ValueError(f"unknown model {args.model!r}: only 'gpt' can be fine-tuned")
@@ -478,10 +563,13 @@ def cmd_finetune(args) -> int:
                                   lm_coef=args.lm_coef, seed=args.seed)
     task = tasks.load_task(args.task_file) if args.task_file else _build_task(args.task, args.per_play)
     model, splits, tokenizer = finetune.prepare(task, args.init, cfg, preset=args.preset)
-    model.to(device)
     out = args.out or os.path.join("runs", f"finetune-{task.name}")
-    os.makedirs(out, exist_ok=True)
-    metrics = os.path.join(out, "metrics.jsonl")
+    held = (finetune.FINETUNED_NAME, METRICS_NAME, RESULTS_NAME)
+    check_run_dir(out, resume=False, overwrite=args.overwrite, names=held, resumable=False)
+    model.to(device)
+    files.make_output_dir(out)
+    files.remove_leftovers(out, held)
+    metrics = os.path.join(out, METRICS_NAME)
     print(f"task {task.name!r} ({task.format}): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
           + f" examples; init {args.init}; lambda {cfg.lm_coef}; {cfg.epochs} epochs; output {out}")
     evals = {k: v for k, v in splits.items() if k != "train"}
@@ -493,10 +581,7 @@ def cmd_finetune(args) -> int:
                             tokenizer_dict=tokenizer.to_dict(), cfg=cfg, init=args.init, accuracy=accuracy)
     results = {"task": task.name, "format": task.format, "init": args.init, "lm_coef": cfg.lm_coef,
                "accuracy": accuracy, "majority_baseline": majority, "sizes": {k: len(v) for k, v in splits.items()}}
-    tmp = os.path.join(out, "results.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, os.path.join(out, "results.json"))
+    files.write_json(os.path.join(out, RESULTS_NAME), results)
     for k in evals:
         print(f"{k}: accuracy {accuracy[k]:.3f} (majority-class baseline {majority[k]:.3f}, {len(evals[k])} examples)")
     return 0

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import data
+from . import data, files
 
 __all__ = ["FIELDS", "FORMATS", "TASKS", "Speech", "Task", "build_task", "check_task", "ending", "load_task",
            "opening", "save_task", "speeches"]
@@ -315,14 +315,10 @@ def check_task(task: Task, where: str = "task") -> Task:
 
 
 def save_task(task: Task, path) -> None:
-    """Write ``task`` as a JSON document (atomically: a temporary file, then a rename)."""
+    """Write ``task`` as a JSON document (atomically: a temporary file of its own, then a rename)."""
     check_task(task)
-    path = os.fspath(path)
     doc = {"name": task.name, "format": task.format, "labels": task.labels, **task.splits}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, ensure_ascii=False, indent=0)
-    os.replace(tmp, path)
+    files.write_json(path, doc, indent=0)
 
 
 def load_task(path) -> Task:

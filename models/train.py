@@ -70,8 +70,9 @@ import numpy as np
 
 import minitensor as mt
 from minitensor.backend import to_device, to_numpy
+from minitensor.io import CheckpointError
 
-from . import data, evaluate, longdoc
+from . import data, evaluate, files, longdoc, step_memory
 from .gpt import GPT, GPTConfig
 from .longformer import LongformerConfig
 from .transformer_xl import TransformerXL, TransformerXLConfig
@@ -88,6 +89,9 @@ except ImportError:  # the task heads are written separately; without them longf
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"
+RESULTS_NAME = "results.json"  # written by the command line's Longformer tasks
+#: The files of one run: a fresh run refuses a directory holding the first two, --overwrite deletes them all.
+RUN_FILES = (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, RESULTS_NAME)
 #: The ``model`` field of a checkpoint's metadata -> (model class, config class).
 MODEL_TYPES = {"gpt": (GPT, GPTConfig), "txl": (TransformerXL, TransformerXLConfig)}
 if LongformerForCausalLM is not None:
@@ -115,17 +119,34 @@ class TrainConfig:
     eval_batches: int | None = 40  # None: the whole validation text
     ckpt_every: int = 500
     seed: int = 0
+    final_eval_batches: int | None = None  # the figure at the end of the run; None: the whole validation text
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "seq_len", "eval_every", "ckpt_every"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"TrainConfig: {name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.warmup <= self.steps:
-            raise ValueError(f"TrainConfig: need 0 <= warmup <= steps, got warmup={self.warmup}, steps={self.steps}")
-        if self.lr <= 0 or self.min_lr < 0:
-            raise ValueError(f"TrainConfig: need lr > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
-        if self.eval_batches is not None and self.eval_batches <= 0:
-            raise ValueError(f"TrainConfig: eval_batches must be > 0 or None, got {self.eval_batches}")
+        # Each message names the field and its command-line flag (--batch-size for batch_size).
+        def bad(name, rule):
+            value = getattr(self, name)
+            flag = "--" + name.replace("_", "-")
+            return ValueError(f"TrainConfig: {name} ({flag}) must be {rule}, got {value!r}")
+
+        for name, low in (("steps", 1), ("batch_size", 1), ("seq_len", 1), ("eval_every", 1), ("ckpt_every", 1),
+                          ("warmup", 0), ("seed", 0), ("eval_batches", 1), ("final_eval_batches", 1)):
+            value = getattr(self, name)
+            if value is None and name.endswith("eval_batches"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise bad(name, f"an int >= {low}" + (" or None (all of it)" if name.endswith("eval_batches") else ""))
+            setattr(self, name, int(value))
+        if self.warmup > self.steps:
+            raise ValueError(f"TrainConfig: need warmup <= steps, got warmup={self.warmup}, steps={self.steps}")
+        # NaN fails every comparison, so "not x > 0" (not "x <= 0") is what refuses it.
+        for name, positive in (("lr", True), ("min_lr", False), ("weight_decay", False), ("grad_clip", True)):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+            finite = name == "grad_clip" or (number and math.isfinite(value))  # grad_clip inf: no clipping
+            if not (number and finite and (value > 0 if positive else value >= 0)):
+                rule = "a number > 0 (inf: no clipping)" if name == "grad_clip" else \
+                    f"a finite number {'>' if positive else '>='} 0"
+                raise bad(name, rule)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -246,8 +267,8 @@ def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches
     return hits / count
 
 
-def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict, train_config, batch_rng=None,
-                    stream=None, mems=None) -> None:
+def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict, train_config, run_info=None,
+                    batch_rng=None, stream=None, mems=None) -> None:
     """Model, optimizer, every RNG, and (Transformer-XL) the stream position and the memory
     in one file, written atomically by ``mt.save``."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -269,6 +290,7 @@ def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict
         "train_config": train_config.to_dict(),
         "optim": opt_scalars,
         "model_rng_states": {k: g.bit_generator.state for k, g in model_generators(model).items()},
+        "run": run_info or {},
     }
     if batch_rng is not None:
         metadata["batch_rng_state"] = batch_rng.bit_generator.state
@@ -277,22 +299,79 @@ def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict
     mt.save(state, path, metadata=metadata)
 
 
+#: The metadata fields every training checkpoint has, and their JSON types.
+_METADATA_FIELDS = {"model": str, "step": int, "model_config": dict, "tokenizer": dict, "train_config": dict,
+                    "optim": dict, "model_rng_states": dict}
+
+
+def check_run_dir(out_dir, *, resume: bool, overwrite: bool, names=(CHECKPOINT_NAME, METRICS_NAME),
+                  resumable=True) -> None:
+    """Refuse to start a fresh run in ``out_dir`` when it holds one (one of the files ``names``) unless
+    ``overwrite``: a plain ``train`` must never destroy a run. ``out_dir`` must not be a file."""
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise NotADirectoryError(f"--out {out_dir!r} is a file, not a directory")
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it")
+    held = [n for n in names if os.path.exists(os.path.join(out_dir, n))]
+    if held and not resume and not overwrite:
+        how = "--resume continues it, --overwrite replaces it" if resumable else "--overwrite replaces it"
+        raise FileExistsError(f"{out_dir} already holds a run; {how}")
+
+
+def nothing_to_train(out_dir, step, steps, stop_at) -> str:
+    """The error for a resume that would train no step (the checkpoint is at or past the end asked for)."""
+    if stop_at is not None and stop_at <= step:
+        return f"--stop-at {stop_at}: the checkpoint in {out_dir!r} is already at step {step}; nothing to train"
+    return (f"the checkpoint in {out_dir!r} is at step {step} and the run's schedule ends at step {steps}: "
+            f"nothing to train (--steps N with N > {step} continues it on a longer schedule)")
+
+
+def checkpoint_file(path) -> str:
+    """``path`` itself, or ``path/checkpoint.npz`` when ``path`` is a run's directory."""
+    path = os.fspath(path)
+    return os.path.join(path, CHECKPOINT_NAME) if os.path.isdir(path) else path
+
+
+def tokenizer_class(kind: str):
+    """The tokenizer of checkpoint kind ``kind``: characters, plus the special tokens for Longformer's."""
+    return longdoc.LongdocTokenizer if kind.startswith("longformer") else data.CharTokenizer
+
+
 def read_checkpoint(path, expected_model: str | None = None):
     """``(state, metadata)`` of a training checkpoint; ``path`` is the file or its directory.
-    ``expected_model`` (a key of :data:`MODEL_TYPES`), when given, must be the checkpoint's model."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, CHECKPOINT_NAME)
+    ``expected_model`` (a key of :data:`MODEL_TYPES`), when given, must be the checkpoint's model.
+    Metadata that lacks a field or holds one of the wrong type is a :class:`minitensor.io.CheckpointError`."""
+    path = checkpoint_file(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path!r} (train first: python -m models train gpt --out DIR)")
     state, metadata = mt.load(path, return_metadata=True)
     if not isinstance(metadata, dict) or "model" not in metadata:
         raise ValueError(f"{path!r} is not a training checkpoint of this project (no 'model' in its metadata)")
-    if metadata["model"] not in MODEL_TYPES:
+    if not isinstance(metadata["model"], str) or metadata["model"] not in MODEL_TYPES:
         raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not one of {sorted(MODEL_TYPES)}")
     if expected_model is not None and metadata["model"] != expected_model:
         raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not {expected_model!r}")
+    for field, kind in _METADATA_FIELDS.items():
+        if not isinstance(metadata.get(field), kind) or isinstance(metadata.get(field), bool):
+            raise CheckpointError(f"{path!r}: the metadata field {field!r} is missing or not a {kind.__name__} "
+                                  f"(got {type(metadata.get(field)).__name__}); the file is damaged")
     return state, metadata
+
+
+def from_metadata(path, field, build, value):
+    """``build(value)`` for the metadata ``field`` of the checkpoint at ``path``; whatever a damaged
+    entry makes ``build`` raise becomes one :class:`~minitensor.io.CheckpointError` naming both."""
+    try:
+        return build(value)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise CheckpointError(f"{os.fspath(path)!r}: the metadata field {field!r} is not valid: {message}") from None
+
+
+def train_config_of(path, meta) -> TrainConfig:
+    """The checkpoint's training settings, as a :class:`TrainConfig` (a damaged entry: CheckpointError)."""
+    return from_metadata(path, "train_config", TrainConfig.from_dict, meta["train_config"])
 
 
 def _split_state(state):
@@ -315,13 +394,21 @@ def load_checkpoint(path, expected_model: str | None = None):
     to their saved states. ``expected_model`` (e.g. "gpt"), when given, must be its kind
     (a clear ValueError otherwise, e.g. for a caller that only handles GPT).
     """
+    path = checkpoint_file(path)
     state, metadata = read_checkpoint(path, expected_model)
     _, config_cls = MODEL_TYPES[metadata["model"]]
-    model = build_model(metadata["model"], config_cls.from_dict(metadata["model_config"]),
-                        dtype=np.dtype(metadata.get("dtype", "float32")))
+    from_metadata(path, "tokenizer", tokenizer_class(metadata["model"]).from_dict, metadata["tokenizer"])
+    config = from_metadata(path, "model_config", config_cls.from_dict, metadata["model_config"])
+    dtype = from_metadata(path, "dtype", np.dtype, metadata.get("dtype", "float32"))
+    model = build_model(metadata["model"], config, dtype=dtype)
     model_state, _ = _split_state(state)
-    model.load_state_dict(model_state)
-    _set_generator_states(model, metadata["model_rng_states"])
+    try:
+        model.load_state_dict(model_state)
+    except (KeyError, ValueError, TypeError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise CheckpointError(f"{os.fspath(path)!r}: its weights do not fit the model its metadata describes: "
+                              f"{message}") from None
+    from_metadata(path, "model_rng_states", lambda s: _set_generator_states(model, s), metadata["model_rng_states"])
     model.eval()
     return model, metadata["tokenizer"], metadata
 
@@ -331,11 +418,26 @@ def _append_jsonl(path, record) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _read_metrics(path, up_to_step=None) -> list:
+def _read_metrics(path, up_to_step=None, log=None) -> list:
+    """The records of ``metrics.jsonl`` (up to ``up_to_step``). A last line cut short (power loss, a full
+    disk) is dropped, with a note through ``log``; any other unreadable line is an error naming it."""
     if not os.path.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ValueError("not a metrics record (a JSON object with an int 'step')")
+        except ValueError as e:
+            if n < len(lines):
+                raise ValueError(f"{path!r} line {n} is not a metrics record ({e}); fix or remove that line") from None
+            if log is not None:
+                log(f"note: dropped the torn last line {n} of {path!r} ({line[:40]!r}...)")
+            break
+        records.append(record)
     return [r for r in records if up_to_step is None or r["step"] <= up_to_step]
 
 
@@ -370,10 +472,10 @@ def plot_losses(metrics_path, png_path, log=print) -> bool:
             ax2.set_ylim(0, 1)
             ax2.legend(loc="upper right")
     fig.tight_layout()
-    tmp = png_path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)  # never leave half a PNG behind
+    try:
+        files.write_atomic(png_path, lambda f: fig.savefig(f, format="png", dpi=100), binary=True)  # never half a PNG
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -481,18 +583,26 @@ def batches_for(model, train_data, cfg: TrainConfig, device):
 # ------------------------------------------------------------------ the loop
 
 def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dict, model_config_dict,
-          resume=False, stop_at=None, log=print) -> dict:
+          resume=False, overwrite=False, stop_at=None, run_info=None, log=print) -> dict:
     """Train ``model`` on ``train_ids`` for ``cfg.steps`` steps, writing to ``out_dir``.
 
     ``train_ids``/``val_ids``: token ids for language models; for Longformer tasks, the encoded
     examples (:class:`models.longdoc.Encoded`) of the training and validation plays.
-    ``resume=True`` continues from ``out_dir/checkpoint.npz`` exactly where it stopped.
-    ``stop_at`` (optional) ends the run after that step, checkpointing first, as if the run
-    had been interrupted there: the LR schedule still spans ``cfg.steps``.
+    ``resume=True`` continues from ``out_dir/checkpoint.npz`` exactly where it stopped. A fresh run
+    into a directory that already holds one is refused unless ``overwrite=True``, which deletes the
+    old run's files first (:func:`check_run_dir`). ``stop_at`` (optional) ends the run after that
+    step, checkpointing first, as if the run had been interrupted there: the LR schedule still spans
+    ``cfg.steps``. ``run_info`` (a JSON-able dict, e.g. the preset's name) is saved with the checkpoint.
     Returns ``{"step", "loss", "val_bpc"}`` of the last step (val_bpc of the final evaluation; None for a
     task) and the last validation metrics (``val_accuracy`` or ``val_exact_match`` and the baselines).
     """
-    os.makedirs(out_dir, exist_ok=True)
+    check_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    if overwrite and not resume:
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+    files.make_output_dir(out_dir)
+    files.remove_leftovers(out_dir, RUN_FILES, log=log)
     ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME)
     metrics_path = os.path.join(out_dir, METRICS_NAME)
     png_path = os.path.join(out_dir, PLOT_NAME)
@@ -514,7 +624,10 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
                              f"not {model_config_dict}")
         if meta["tokenizer"] != tokenizer_dict:
             raise ValueError(f"--resume: the checkpoint in {out_dir!r} was trained with another vocabulary")
-        if meta["train_config"] != cfg.to_dict():
+        step = int(meta["step"])
+        if step >= last_step:
+            raise ValueError(nothing_to_train(out_dir, step, cfg.steps, stop_at))
+        if train_config_of(ckpt_path, meta) != cfg:
             log(f"note: resuming with a different training config than the checkpoint's "
                 f"({meta['train_config']}); the run will not match an uninterrupted one")
         model_state, optim_state = _split_state(state)
@@ -522,22 +635,17 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         opt.load_state_dict({**optim_state, **meta["optim"]})
         batches.restore(state, meta)
         _set_generator_states(model, meta["model_rng_states"])
-        step = int(meta["step"])
         # Metrics logged after the checkpoint belong to the lost part of the run: drop them.
-        kept = _read_metrics(metrics_path, up_to_step=step)
-        with open(metrics_path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        kept = _read_metrics(metrics_path, up_to_step=step, log=log)
+        files.write_atomic(metrics_path, lambda f: f.writelines(json.dumps(r) + "\n" for r in kept))
         log(f"resumed from {ckpt_path} at step {step}")
-    else:
-        if os.path.exists(ckpt_path):
-            log(f"note: starting afresh: {ckpt_path} will be overwritten (resume=True / --resume continues it)")
-        if os.path.exists(metrics_path):
-            os.remove(metrics_path)  # a fresh run starts a fresh log
 
     def checkpoint():
         save_checkpoint(ckpt_path, model, opt, step=step, tokenizer_dict=tokenizer_dict,
-                        model_config_dict=model_config_dict, train_config=cfg, **batches.checkpoint_fields())
+                        model_config_dict=model_config_dict, train_config=cfg, run_info=run_info,
+                        **batches.checkpoint_fields())
 
+    step_memory.check_step_fits(model, cfg.batch_size, cfg.seq_len)  # a step that cannot fit: refused now
     bar = _progress(cfg.steps, step)
     loss_value, val_metrics = float("nan"), {}
     model.train()
@@ -576,7 +684,5 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
             plot_losses(metrics_path, png_path, log=lambda *a: None)  # the note is printed once, at the end
     if bar is not None:
         bar.close()
-    if step == last_step and not os.path.exists(ckpt_path):
-        checkpoint()  # e.g. resuming a run that had already finished
     plot_losses(metrics_path, png_path, log=log)
     return {"step": step, "loss": loss_value, "val_bpc": val_metrics.get("val_bpc"), **val_metrics}

@@ -414,8 +414,11 @@ def load_checkpoint(path, expected_model: str | None = None):
 
 
 def _append_jsonl(path, record) -> None:
+    # JSON has no NaN or inf (json.dumps would write the non-standard tokens NaN, Infinity that other
+    # readers reject): a non-finite figure, e.g. the gradient norm of the step before a divergence, is null.
+    record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(record, allow_nan=False) + "\n")
 
 
 def _read_metrics(path, up_to_step=None, log=None) -> list:

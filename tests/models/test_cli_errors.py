@@ -124,6 +124,14 @@ def test_train_config_validates_every_field(field, value, message):
         tr.TrainConfig(**{field: value})
 
 
+def test_metrics_lines_are_strict_json(tmp_path):
+    # NaN/inf are not JSON: a non-finite figure (the gradient norm of a step before a divergence) is null.
+    path = tmp_path / "m.jsonl"
+    tr._append_jsonl(path, {"step": 1, "loss": 2.0, "grad_norm": math.nan, "lr": math.inf})
+    record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert record == {"step": 1, "loss": 2.0, "grad_norm": None, "lr": None}
+
+
 def test_train_config_keeps_inf_grad_clip_as_no_clipping():
     assert tr.TrainConfig(grad_clip=math.inf).grad_clip == math.inf
 

@@ -167,7 +167,24 @@ def load(path, *, return_metadata=False):
     return (state, metadata) if return_metadata else state
 
 
+def _what_it_looks_like(head: bytes) -> str:
+    """A hint for a file that is not in the format its suffix promises, from its first bytes."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "it looks like an npz (zip) archive: rename it to .npz"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array, not an npz archive of named arrays"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "it is a pickle, which is never loaded (unpickling can run any code)"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "it looks like a safetensors file: rename it to .safetensors"
+    return "its first bytes are neither a zip archive nor a safetensors header"
+
+
 def _read_npz(f, path):
+    head = f.read(16)
+    f.seek(0)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # an npz is a zip archive
+        raise CheckpointError(f"{path!r} is not an npz archive: {_what_it_looks_like(head)}")
     try:
         # zipfile and numpy.lib.format raise a zoo of exception types on bad input (BadZipFile,
         # EOFError, zlib.error, a ValueError for object arrays, MemoryError for a corrupt
@@ -199,6 +216,8 @@ def _parse_json(blob: bytes, path, what):
         return json.loads(blob.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path!r}: {what} is not valid UTF-8 JSON: {e}") from e
+    except RecursionError:  # json recurses once per nesting level: a hostile header can exhaust the stack
+        raise CheckpointError(f"{path!r}: {what} is nested too deeply to be a checkpoint's") from None
 
 
 def read_safetensors_header(path) -> dict:
@@ -215,7 +234,8 @@ def _read_header(f, path):
         raise CheckpointError(f"{path!r} is {size} bytes, too short for a safetensors header")
     (n,) = struct.unpack("<Q", raw)
     if n > size - 8:
-        raise CheckpointError(f"{path!r}: header length {n} runs past the end of the file")
+        hint = _what_it_looks_like(raw + f.read(8))
+        raise CheckpointError(f"{path!r}: header length {n} runs past the end of the file; {hint}")
     header = _parse_json(f.read(n), path, "safetensors header")
     if not isinstance(header, dict):
         raise CheckpointError(f"{path!r}: safetensors header is not a JSON object")
@@ -240,7 +260,9 @@ def _read_safetensors(f, path):
         if dtype not in _ST_DTYPES:
             raise CheckpointError(bad + f"has unsupported dtype {dtype!r}; "
                                   f"supported: {sorted(_ST_DTYPES)}")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        # Each side must also fit NumPy's index type: [0, 10**30] holds no bytes, yet no array has that shape.
+        if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2 ** 63 for d in shape) \
+                or math.prod(d for d in shape if d) >= 2 ** 63:
             raise CheckpointError(bad + f"has a bad shape {shape!r}")
         if not (isinstance(offsets, list) and len(offsets) == 2 and
                 all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1]):

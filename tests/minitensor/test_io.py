@@ -319,6 +319,14 @@ def write_st(path, header, data=b"", header_bytes=None):
     ({"__metadata__": {"step": 3}}, b"", "str to str"),
     ({"w": [1, 2]}, b"", "needs dtype"),
     ([1, 2], b"", "not a JSON object"),
+    # no bytes to read, yet no array can have that shape (NumPy's reshape raised its own ValueError)
+    ({"w": {"dtype": "F32", "shape": [0, 10**30], "data_offsets": [0, 0]}}, b"", "bad shape"),
+    ({"w": {"dtype": "F32", "shape": [0, 2**62, 2**62], "data_offsets": [0, 0]}}, b"", "bad shape"),
+    ({"w": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, b"\0" * 8, "bad shape"),
+    ({"w": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4, "bad shape"),
+    ({"w": {"dtype": 7, "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "unsupported dtype"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]}}, b"\0" * 8, "bad data_offsets"),
+    ({"__metadata__": {"minitensor": {"not": "a str"}}}, b"", "str to str"),
 ])
 def test_inconsistent_safetensors_headers(tmp_path, header, data, match):
     path = tmp_path / "h.safetensors"
@@ -339,6 +347,52 @@ def test_safetensors_header_length_and_encoding(tmp_path):
     write_st(path, None, header_bytes=b"\xff\xfe{}")
     with pytest.raises(CheckpointError, match="UTF-8"):
         load(path)
+
+
+@pytest.mark.parametrize("blob", [b"[" * 100_000 + b"]" * 100_000, b'{"w": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                                  b'{"__metadata__": {"minitensor": "' + b"[" * 100_000 + b'"}}'])
+def test_a_deeply_nested_header_is_a_checkpoint_error(tmp_path, blob):
+    path = tmp_path / "deep.safetensors"
+    write_st(path, None, header_bytes=blob)
+    with pytest.raises(CheckpointError, match="(nested too deeply|not valid)"):  # was a RecursionError
+        load(path)
+
+
+def test_deeply_nested_npz_metadata_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "deep.npz"
+    np.savez(path, w=np.zeros(2), __metadata__=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, np.uint8))
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load(path)
+
+
+def test_a_file_in_the_other_format_says_what_it_is(tmp_path):
+    # A safetensors file named .npz used to be called "pickled" (NumPy's message for non-zip input).
+    save(small_state(), tmp_path / "a.safetensors")
+    os.replace(tmp_path / "a.safetensors", tmp_path / "a.npz")
+    with pytest.raises(CheckpointError, match="looks like a safetensors file: rename it to .safetensors"):
+        load(tmp_path / "a.npz")
+    save(small_state(), tmp_path / "b.npz")
+    os.replace(tmp_path / "b.npz", tmp_path / "b.safetensors")
+    with pytest.raises(CheckpointError, match="looks like an npz .* rename it to .npz"):
+        load(tmp_path / "b.safetensors")
+    (tmp_path / "c.npz").write_bytes(pickle.dumps({"w": [1.0]}))
+    with pytest.raises(CheckpointError, match="is a pickle, which is never loaded"):
+        load(tmp_path / "c.npz")
+
+
+def test_temporary_names_are_unique_and_their_leftovers_are_found(tmp_path):
+    from minitensor.io import stale_temporaries, temporary_path
+
+    target = tmp_path / "checkpoint.npz"
+    names = {temporary_path(target) for _ in range(100)}
+    assert len(names) == 100 and all(os.path.dirname(n) == str(tmp_path) for n in names)
+    left = sorted(names)[:2]
+    for n in left:
+        open(n, "w").close()
+    (tmp_path / ".checkpoint.npz.mine.tmp").write_text("not ours")  # another pattern: not a leftover of ours
+    (tmp_path / ".other.npz.0123456789ab.tmp").write_text("another file's")
+    assert stale_temporaries(target) == left
+    assert stale_temporaries(tmp_path / "missing-dir" / "x.npz") == []
 
 
 # ---------------------------------------------------------------- the safetensors layout

@@ -7,6 +7,7 @@ order they were assigned, so ``named_parameters`` names match the code:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -105,7 +106,13 @@ class Module:
         other key may appear; the error lists the offending names.
         Returns ``(missing, unexpected)`` name lists.
         """
+        where = f"load_state_dict into {type(self).__name__}"
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{where}: expects a mapping name -> array (e.g. mt.load(path)), got {type(state).__name__}")
         params = dict(self.named_parameters())
+        for k in params:
+            if k in state:
+                _check_value(where, k, state[k])
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):
@@ -130,6 +137,21 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _check_value(where, key, value) -> None:
+    # A parameter holds real numbers: a complex value would lose its imaginary part in the cast (NumPy
+    # only warns); a bool, a str or an object is not a weight at all.
+    value = value.data if isinstance(value, Tensor) else value
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{where}: the value for {key!r} is a {type(value).__name__}, not an array")
+    try:
+        dtype = np.asarray(to_numpy(value)).dtype
+    except ValueError:  # e.g. a ragged list
+        raise TypeError(f"{where}: the value for {key!r} ({type(value).__name__}) is not an array") from None
+    if dtype.kind not in "iuf":
+        raise TypeError(f"{where}: the value for {key!r} has dtype {dtype}; a parameter takes real numbers "
+                        "(int or float)")
 
 
 class Sequential(Module):

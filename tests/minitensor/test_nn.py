@@ -232,6 +232,36 @@ def test_load_state_dict_non_strict_returns_missing_and_unexpected():
     np.testing.assert_array_equal(dst.head[2].weight.numpy(), src.head[2].weight.numpy())
 
 
+@pytest.mark.parametrize("value,message", [
+    (lambda w: w.astype(np.complex64) + 1j, r"'head.0.weight' has dtype complex64; a parameter takes real numbers"),
+    (lambda w: w > 0, "'head.0.weight' has dtype bool"),
+    (lambda w: "weights.npy", "the value for 'head.0.weight' is a str, not an array"),
+    (lambda w: np.array([object()] * w.size).reshape(w.shape), "dtype object"),
+    (lambda w: [[1.0, 2.0], [3.0]], r"'head.0.weight' \(list\) is not an array"),
+])
+def test_load_state_dict_refuses_values_that_are_not_real_arrays(value, message):
+    # A complex value used to lose its imaginary part with only a warning, a str to read as a shape mismatch.
+    net = Net(seed=0)
+    before = net.state_dict()
+    state = net.state_dict()
+    state["head.0.weight"] = value(state["head.0.weight"])
+    with pytest.raises(TypeError, match=message):
+        net.load_state_dict(state)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])  # nothing was loaded
+
+
+def test_load_state_dict_accepts_int_arrays_and_needs_a_mapping():
+    net = Net(seed=0)
+    state = {k: np.zeros(v.shape, np.int64) for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    assert all(v.dtype == np.float32 and not v.any() for v in net.state_dict().values())
+    for wrong in (list(state.values()), list(state.items()), None):
+        # a list used to report every parameter as a missing key
+        with pytest.raises(TypeError, match="expects a mapping name -> array"):
+            net.load_state_dict(wrong)
+
+
 def test_load_state_dict_shape_mismatch_names_key_and_both_shapes():
     net = Net()
     state = net.state_dict()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -312,21 +313,29 @@ def _hf_config(directory) -> GPTConfig:
     return GPTConfig(**kwargs)  # d_ff = 4 * d_model, fixed in HF's OpenAIGPT MLP
 
 
-def _is_ignored(key: str, shape) -> bool:
-    # Not parameters of the transformer: the tied LM head (a copy of tokens_embed), the
-    # double-heads model's classifier, and buffers that old PyTorch checkpoints saved
-    # (the (1, 1, n, n) causal mask "h.N.attn.bias", "position_ids").
-    return (key.startswith(("lm_head.", "multiple_choice_head.")) or key == "position_ids"
-            or (key.endswith(".attn.bias") and len(shape) == 4))
+def _buffer_value(name: str, n_ctx: int):
+    """What a buffer of an openai-gpt checkpoint must hold, or None when ``name`` is not one. Old PyTorch
+    checkpoints saved the causal mask ``h.N.attn.bias`` (1, 1, n, n) and ``position_ids``; current HF
+    versions no longer write them (non-persistent buffers)."""
+    if name == "position_ids":
+        return np.arange(n_ctx), "the positions 0 .. n_positions-1"
+    if re.fullmatch(r"h\.\d+\.attn\.bias", name):
+        return np.tril(np.ones((n_ctx, n_ctx)))[None, None], "the causal mask (lower-triangular ones)"
+    return None
 
 
 def load_hf_checkpoint(directory, dtype=np.float32) -> GPT:
     """Build a :class:`GPT` from a Hugging Face ``openai-gpt`` directory (``config.json`` +
     ``model.safetensors``), in eval mode.
 
-    Keys may carry the ``transformer.`` prefix (the LM-head model) or not (the bare model).
-    Conv1D weights (in, out) are transposed to our (out, in). A missing key, an unexpected one,
-    or a shape that does not fit raises a ValueError naming the key and both shapes.
+    Keys may carry the ``transformer.`` prefix (the LM-head and double-heads models) or not (the bare
+    model). ``lm_head.weight`` is the output layer, tied to ``tokens_embed.weight``: when both are stored
+    they must be equal, and when only ``lm_head.weight`` is (the double-heads model of transformers 5)
+    it is the embedding. Buffers of old checkpoints (``h.N.attn.bias``, ``position_ids``) must hold
+    their usual values. ``multiple_choice_head.*``, the double-heads model's classifier, is not part of
+    GPT-1's transformer and is skipped. Conv1D weights (in, out) are transposed to our (out, in). A
+    missing key, an unexpected one, a buffer with another value or a shape that does not fit raises a
+    ValueError naming the key (and both shapes).
     """
     directory = os.fspath(directory)
     config = _hf_config(directory)
@@ -335,11 +344,16 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> GPT:
     state = {}
     for key, array in raw.items():
         name = key.removeprefix("transformer.")
-        if _is_ignored(name, array.shape):
+        if name.startswith("multiple_choice_head."):
+            continue
+        buffer = _buffer_value(name, config.n_ctx)
+        if buffer is not None:
+            hf_files.check_buffer(weights, key, array, *buffer)
             continue
         if name in state:
             raise ValueError(f"load_hf_checkpoint: {name!r} appears both with and without the 'transformer.' prefix")
         state[name] = array
+    hf_files.tied_output(weights, state, "tokens_embed.weight", "lm_head.weight")
 
     model = GPT(config, rng=0, dtype=dtype)
     params = dict(model.named_parameters())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 import minitensor as mt
 
 
@@ -46,3 +48,31 @@ def check_keys(wanted, found, weights) -> None:
     unexpected = [k for k in found if k not in wanted]
     if unexpected:
         raise ValueError(f"load_hf_checkpoint: {weights!r} has unexpected keys {unexpected}")
+
+
+def check_buffer(weights, key, array, expected, what: str) -> None:
+    """A buffer a checkpoint carries beside its parameters (HF's ``pos_emb.inv_freq``, an old causal mask
+    ``attn.bias``, ``position_ids``) must hold what our model computes in its place; ``what`` says what that
+    is. A ValueError naming the file and the key otherwise: a model that loaded would compute another
+    function than the checkpoint's."""
+    expected = np.asarray(expected)
+    if array.size != expected.size or array.shape[-expected.ndim:] != expected.shape:
+        raise ValueError(f"load_hf_checkpoint: {weights!r}: buffer {key!r} has shape {array.shape}, expected "
+                         f"{expected.shape} ({what})")
+    diff = float(np.max(np.abs(array.reshape(expected.shape).astype(np.float64) - expected), initial=0.0))
+    if not diff <= 1e-6 * max(1.0, float(np.max(np.abs(expected), initial=0.0))):  # float32 rounding; NaN fails
+        raise ValueError(f"load_hf_checkpoint: {weights!r}: buffer {key!r} differs from {what} by up to {diff:.3g}; "
+                         "this model cannot compute what the checkpoint was trained with")
+
+
+def tied_output(weights, state, emb_key, out_key) -> None:
+    """An output layer tied to the embedding ``emb_key``: when the checkpoint stores only its copy ``out_key``
+    (HF 5's double-heads GPT does), that copy is the embedding; when it stores both, they must be equal."""
+    out = state.pop(out_key, None)
+    if out is None:
+        return
+    if emb_key not in state:
+        state[emb_key] = out
+    elif out.shape != state[emb_key].shape or not np.array_equal(out, state[emb_key]):
+        raise ValueError(f"load_hf_checkpoint: {weights!r}: {out_key} differs from the embedding {emb_key}; "
+                         "an untied output layer is not supported (ours is the embedding, transposed)")

@@ -373,17 +373,25 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
     """A :class:`Longformer` (eval mode) from a Hugging Face ``longformer`` directory (``config.json`` +
     ``model.safetensors``, read with :func:`minitensor.load`; pickles are never loaded).
 
-    Keys may carry the ``longformer.`` prefix (task models) or not; heads (``lm_head.``, ``classifier.``,
-    ``qa_outputs.``), the pooler and ``position_ids`` buffers are ignored. A missing key, an unexpected
-    one, or a wrong shape raises a ValueError naming it.
+    Keys may carry the ``longformer.`` prefix (task models) or not; the task heads (``lm_head.``,
+    ``classifier.``, ``qa_outputs.``) and the pooler are not part of the encoder and are skipped. The
+    buffers old checkpoints carry (``embeddings.position_ids``, ``embeddings.token_type_ids``) must hold
+    their usual values. A missing key, an unexpected one, a buffer with another value or a wrong shape
+    raises a ValueError naming it.
     """
     directory = os.fspath(directory)
     config = _hf_config(directory)
     weights, raw = hf_files.read_weights(directory)
+    n_positions = config.max_len + config.pad_id + 1  # max_position_embeddings
+    buffers = {"embeddings.position_ids": (np.arange(n_positions), "the positions 0 .. max_position_embeddings-1"),
+               "embeddings.token_type_ids": (np.zeros(n_positions), "zeros (one token type)")}
     state = {}
     for key, array in raw.items():
         name = key.removeprefix("longformer.")
-        if name.startswith(("lm_head.", "classifier.", "qa_outputs.", "pooler.")) or name.endswith("position_ids"):
+        if name.startswith(("lm_head.", "classifier.", "qa_outputs.", "pooler.")):
+            continue
+        if name in buffers:  # old checkpoints saved these; current HF versions do not
+            hf_files.check_buffer(weights, key, array, *buffers[name])
             continue
         if name in state:
             raise ValueError(f"load_hf_checkpoint: {name!r} appears both with and without the 'longformer.' prefix")

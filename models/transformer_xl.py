@@ -87,6 +87,7 @@ from minitensor.attention import (
     sinusoid_positions,
     split_heads,
 )
+from minitensor.attention.relative import sinusoid_frequencies
 from minitensor.backend import get_array_module, to_device, to_numpy
 
 from . import hf as hf_files
@@ -572,23 +573,28 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> TransformerXL:
     ValueError naming the key (HF's name) and both shapes. Adaptive softmax (non-empty ``cutoffs``)
     raises a ValueError saying it is not supported.
 
+    ``transformer.pos_emb.inv_freq``, the sinusoid's frequencies (a buffer HF saves), must be the ones our
+    $R$ uses; a bare ``TransfoXLModel`` checkpoint (no ``crit.``, no ``transformer.`` prefix) has no
+    output bias and is refused with a clear message.
+
     Memory: HF starts from ``mem_len`` zero vectors and keeps (M, B, d); to reproduce HF's logits
     pass ``model.init_mems(B, zero_filled=True)`` to the first segment; see the module docstring.
     """
     directory = os.fspath(directory)
     config = _hf_config(directory)
     weights, raw = hf_files.read_weights(directory)
+    if "crit.out_layers.0.bias" not in raw and not any(k.startswith("transformer.") for k in raw):
+        raise ValueError(f"load_hf_checkpoint: {weights!r} is a bare TransfoXLModel checkpoint, without the LM head "
+                         "(crit.out_layers.0.bias) our TransformerXL predicts with; save a TransfoXLLMHeadModel")
+    inv_freq = raw.pop("transformer.pos_emb.inv_freq", None)  # a persistent buffer: HF writes it
+    if inv_freq is not None:
+        hf_files.check_buffer(weights, "transformer.pos_emb.inv_freq", inv_freq, sinusoid_frequencies(config.d_model),
+                              "the frequencies 1/10000^(2j/d) of our sinusoid R")
 
     model = TransformerXL(config, rng=0, dtype=dtype)
     params = dict(model.named_parameters())
     wanted = {_hf_name(name): name for name in params}
-    tied = raw.pop("crit.out_layers.0.weight", None)
-    emb_key = "transformer.word_emb.emb_layers.0.weight"
-    if tied is not None and emb_key not in raw:
-        raw[emb_key] = tied  # only the output copy was stored
-    elif tied is not None and (tied.shape != raw[emb_key].shape or not np.array_equal(tied, raw[emb_key])):
-        raise ValueError("load_hf_checkpoint: crit.out_layers.0.weight differs from the embedding "
-                         f"{emb_key}; untied output layers are not supported")
+    hf_files.tied_output(weights, raw, "transformer.word_emb.emb_layers.0.weight", "crit.out_layers.0.weight")
     hf_files.check_keys(wanted, raw, weights)
     state = {}
     for key, name in wanted.items():

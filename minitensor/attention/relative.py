@@ -18,6 +18,12 @@ from ..backend import get_array_module
 from ..tensor import Tensor, concat
 
 
+def sinusoid_frequencies(d: int) -> np.ndarray:
+    r"""The $d/2$ frequencies $1 / 10000^{2j/d}$, $j = 0 \ldots d/2 - 1$, of :func:`sinusoid_positions`
+    (float64; Hugging Face stores them as the buffer ``pos_emb.inv_freq``)."""
+    return 1.0 / 10000.0 ** (np.arange(0, d, 2, dtype=np.float64) / d)
+
+
 def sinusoid_positions(klen: int, d: int, dtype=np.float32) -> np.ndarray:
     r"""The (not trainable) relative position table $R$ of shape (klen, d).
 
@@ -45,7 +51,7 @@ def sinusoid_positions(klen: int, d: int, dtype=np.float32) -> np.ndarray:
     if klen < 0:
         raise ValueError(f"sinusoid_positions: klen must be >= 0, got {klen}")
     b = np.arange(klen - 1, -1, -1, dtype=np.float64)  # distances klen-1, ..., 1, 0
-    inv_freq = 1.0 / 10000.0 ** (np.arange(0, d, 2, dtype=np.float64) / d)  # 1 / 10000^{2j/d}, (d/2,)
+    inv_freq = sinusoid_frequencies(d)  # (d/2,)
     angle = b[:, None] * inv_freq[None, :]  # (klen, d/2): b / 10000^{2j/d}
     out = np.empty((klen, d), dtype=np.float64)
     out[:, 0::2] = np.sin(angle)  # r_{b,2j}

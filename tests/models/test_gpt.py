@@ -308,8 +308,18 @@ def test_generate_errors(kwargs, err, match):
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def write_hf_checkpoint(directory, model, prefix="transformer.", extra_config=None, drop=(), untransposed=()):
-    """Write ``model`` the way Hugging Face stores openai-gpt: Conv1D weights as (in, out)."""
+def write_hf_checkpoint(directory, model, layout="lm-head", old_buffers=False, extra_config=None, drop=(),
+                        untransposed=()):
+    """Write ``model`` with exactly the keys Hugging Face's ``save_pretrained(d, safe_serialization=True)``
+    writes (checked against transformers 5.24 and 4.57), Conv1D weights as (in, out):
+
+    * ``"lm-head"``, OpenAIGPTLMHeadModel: ``transformer.*``; the tied ``lm_head.weight`` is not stored;
+    * ``"bare"``, OpenAIGPTModel: the same keys without the prefix;
+    * ``"double-heads"``, OpenAIGPTDoubleHeadsModel of transformers 5: ``lm_head.weight`` INSTEAD of
+      ``transformer.tokens_embed.weight`` (its tie goes that way), plus ``multiple_choice_head.summary.*``.
+
+    ``old_buffers`` adds what old PyTorch checkpoints also saved: the causal masks ``h.N.attn.bias``
+    (1, 1, n, n) and ``position_ids``; current versions keep both out (non-persistent buffers)."""
     c = model.config
     config = {"afn": "gelu", "vocab_size": c.vocab_size, "n_positions": c.n_ctx, "n_embd": c.d_model,
               "n_layer": c.n_layer, "n_head": c.n_head, "layer_norm_epsilon": c.layer_norm_eps,
@@ -317,6 +327,7 @@ def write_hf_checkpoint(directory, model, prefix="transformer.", extra_config=No
               "model_type": "openai-gpt", "architectures": ["OpenAIGPTLMHeadModel"]}
     config.update(extra_config or {})
     (directory / "config.json").write_text(json.dumps(config))
+    prefix = "" if layout == "bare" else "transformer."
     state = {}
     for name, array in model.state_dict().items():
         if name in drop:
@@ -324,21 +335,55 @@ def write_hf_checkpoint(directory, model, prefix="transformer.", extra_config=No
         if name.endswith(CONV1D) and name not in untransposed:
             array = array.T
         state[prefix + name] = array.astype(np.float32)
-    state["lm_head.weight"] = state[prefix + "tokens_embed.weight"]  # tied copy
-    state[prefix + "h.0.attn.bias"] = np.tril(np.ones((c.n_ctx, c.n_ctx), np.float32))[None, None]  # old buffer
+    if layout == "double-heads":
+        state["lm_head.weight"] = state.pop("transformer.tokens_embed.weight")
+        state["multiple_choice_head.summary.weight"] = np.ones((1, c.d_model), np.float32)
+        state["multiple_choice_head.summary.bias"] = np.zeros(1, np.float32)
+    if old_buffers:
+        for i in range(c.n_layer):
+            state[f"{prefix}h.{i}.attn.bias"] = np.tril(np.ones((c.n_ctx, c.n_ctx), np.float32))[None, None]
+        state[f"{prefix}position_ids"] = np.arange(c.n_ctx)[None]
     mt.save(state, str(directory / "model.safetensors"))
+    return state
 
 
-@pytest.mark.parametrize("prefix", ["transformer.", ""])
-def test_load_hf_checkpoint_round_trip(tmp_path, prefix):
+@pytest.mark.parametrize("layout,old_buffers", [("lm-head", False), ("bare", False), ("double-heads", False),
+                                                ("lm-head", True), ("bare", True)])
+def test_load_hf_checkpoint_round_trip(tmp_path, layout, old_buffers):
     model = tiny_model(dtype=np.float32).eval()
-    write_hf_checkpoint(tmp_path, model, prefix=prefix)
-    loaded = GPT.load_hf_checkpoint(tmp_path) if prefix else load_hf_checkpoint(tmp_path)
+    write_hf_checkpoint(tmp_path, model, layout=layout, old_buffers=old_buffers)
+    loaded = GPT.load_hf_checkpoint(tmp_path) if layout == "bare" else load_hf_checkpoint(tmp_path)
     assert isinstance(loaded, GPT) and not loaded.training
     assert loaded.config.d_ff == 4 * 16  # HF's MLP is always 4 * n_embd
     assert loaded.config.attn_pdrop == 0.1 and loaded.config.n_ctx == 8
     ids = ids_batch()
     np.testing.assert_array_equal(loaded(ids).numpy(), model(ids).numpy())
+
+
+def test_load_hf_checkpoint_checks_the_tied_output(tmp_path):
+    model = tiny_model(dtype=np.float32)
+    state = write_hf_checkpoint(tmp_path, model)
+    state["lm_head.weight"] = state["transformer.tokens_embed.weight"].copy()  # both stored, equal: fine
+    mt.save(state, str(tmp_path / "model.safetensors"))
+    load_hf_checkpoint(tmp_path)
+    state["lm_head.weight"][0, 0] += 1.0  # an output layer that is not the embedding
+    mt.save(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="lm_head.weight differs from the embedding.*untied output layer"):
+        load_hf_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("transformer.h.1.attn.bias", np.ones((1, 1, 8, 8), np.float32), "differs from the causal mask"),
+    ("transformer.h.0.attn.bias", np.tril(np.ones((1, 1, 9, 9), np.float32)), r"shape \(1, 1, 9, 9\)"),
+    ("transformer.position_ids", np.arange(1, 9)[None], "differs from the positions"),
+])
+def test_load_hf_checkpoint_checks_old_buffers(tmp_path, key, value, match):
+    # these were skipped by name before, whatever they held
+    state = write_hf_checkpoint(tmp_path, tiny_model(), old_buffers=True)
+    state[key] = value
+    mt.save(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=f"buffer '{key}' .*{match}"):
+        load_hf_checkpoint(tmp_path)
 
 
 def test_load_hf_checkpoint_missing_key(tmp_path):

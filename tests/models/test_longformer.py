@@ -233,7 +233,11 @@ def test_forward_input_errors():
         model(ids_batch(), global_mask=np.ones((2, 13), int))
 
 
-def _write_hf(tmp_path, model, state=None):
+def _write_hf(tmp_path, model, state=None, old_buffers=False):
+    """``model`` with exactly the keys ``LongformerForMaskedLM.save_pretrained(d, safe_serialization=True)``
+    writes (transformers 5.24 and 4.57): ``longformer.*`` (no pooler) and the head ``lm_head.dense.*``,
+    ``lm_head.layer_norm.*``, ``lm_head.bias`` (its tied decoder is not stored). ``old_buffers`` adds the
+    ``embeddings.position_ids`` and ``embeddings.token_type_ids`` that older RoBERTa-family checkpoints hold."""
     cfg = model.config
     hf = {"model_type": "longformer", "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
           "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head, "intermediate_size": cfg.d_ff,
@@ -242,20 +246,43 @@ def _write_hf(tmp_path, model, state=None):
           "type_vocab_size": 1, "hidden_dropout_prob": 0.0}
     (tmp_path / "config.json").write_text(json.dumps(hf))
     if state is None:
+        d = cfg.d_model
         state = {f"longformer.{k}": v for k, v in model.state_dict().items()}
-        state["longformer.pooler.dense.weight"] = np.zeros((cfg.d_model, cfg.d_model))  # ignored
-        state["classifier.out_proj.bias"] = np.zeros(2)  # ignored
+        state.update({"lm_head.dense.weight": np.zeros((d, d)), "lm_head.dense.bias": np.zeros(d),
+                      "lm_head.layer_norm.weight": np.ones(d), "lm_head.layer_norm.bias": np.zeros(d),
+                      "lm_head.bias": np.zeros(cfg.vocab_size)})  # the MLM head: skipped
+    if old_buffers:
+        n = cfg.max_len + cfg.pad_id + 1
+        state["longformer.embeddings.position_ids"] = np.arange(n)[None]
+        state["longformer.embeddings.token_type_ids"] = np.zeros((1, n), np.int64)
     mt.save(state, tmp_path / "model.safetensors")
+    return state
 
 
-def test_load_hf_checkpoint_round_trip(tmp_path):
+@pytest.mark.parametrize("old_buffers", [False, True])
+def test_load_hf_checkpoint_round_trip(tmp_path, old_buffers):
     model = tiny_model(dilation=1)  # HF Longformer has no dilation
-    _write_hf(tmp_path, model)
+    _write_hf(tmp_path, model, old_buffers=old_buffers)
     loaded = load_hf_checkpoint(tmp_path, dtype=np.float64)
     assert loaded.config.max_len == model.config.max_len and not loaded.training
     ids = ids_batch()
     glob, real = masks()
     np.testing.assert_allclose(loaded(ids, glob, real).numpy(), model.eval()(ids, glob, real).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("longformer.embeddings.position_ids", lambda n: np.arange(n)[None] + 1, "differs from the positions"),
+    ("longformer.embeddings.position_ids", lambda n: np.arange(n + 1)[None], "has shape"),
+    ("longformer.embeddings.token_type_ids", lambda n: np.ones((1, n), np.int64), "differs from zeros"),
+])
+def test_load_hf_checkpoint_checks_old_buffers(tmp_path, key, value, match):
+    # position_ids used to be skipped by its name's suffix, whatever it held
+    model = tiny_model(dilation=1)
+    state = _write_hf(tmp_path, model, old_buffers=True)
+    state[key] = value(model.config.max_len + model.config.pad_id + 1)
+    mt.save(state, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=f"buffer '{key}' {match}"):
+        load_hf_checkpoint(tmp_path)
 
 
 def test_load_hf_checkpoint_errors(tmp_path):

@@ -377,7 +377,12 @@ def hf_state(model):
     return state
 
 
-def write_hf_checkpoint(directory, model, extra_config=None, drop=(), tied_copy=False, change=None):
+def write_hf_checkpoint(directory, model, extra_config=None, drop=(), tied_copy=False, change=None, bare=False):
+    """``model`` with exactly the keys ``TransfoXLLMHeadModel.save_pretrained(d, safe_serialization=True)``
+    writes (transformers 4.57, the last with Transformer-XL): ``transformer.*`` with the persistent buffer
+    ``transformer.pos_emb.inv_freq``, and ``crit.out_layers.0.bias``; the tied ``crit.out_layers.0.weight``
+    is not stored (``tied_copy`` adds it, as older checkpoints have it). ``bare``: TransfoXLModel's keys,
+    no ``transformer.`` prefix and no ``crit.``."""
     c = model.config
     config = {"vocab_size": c.vocab_size, "d_model": c.d_model, "d_embed": c.d_model, "n_layer": c.n_layer,
               "n_head": c.n_head, "d_head": c.d_head, "d_inner": c.d_inner, "mem_len": c.mem_len,
@@ -388,6 +393,10 @@ def write_hf_checkpoint(directory, model, extra_config=None, drop=(), tied_copy=
     config.update(extra_config or {})
     (directory / "config.json").write_text(json.dumps(config))
     state = hf_state(model)
+    d = c.d_model  # HF's PositionalEmbedding buffer, computed in float32 as it does
+    state["transformer.pos_emb.inv_freq"] = 1 / (10000 ** (np.arange(0.0, d, 2.0, dtype=np.float32) / d))
+    if bare:
+        state = {k.removeprefix("transformer."): v for k, v in state.items() if not k.startswith("crit.")}
     if tied_copy:
         state["crit.out_layers.0.weight"] = state["transformer.word_emb.emb_layers.0.weight"].copy()
     for key in drop:
@@ -402,6 +411,8 @@ def hf_as_ours_names(state):
     """The raw HF arrays under our names, NOT permuted: for the reference in HF's convention."""
     out = {}
     for key, array in state.items():
+        if key.endswith("pos_emb.inv_freq"):
+            continue  # a buffer, not a parameter
         name = ("word_emb.weight" if key == "transformer.word_emb.emb_layers.0.weight"
                 else key.removeprefix("transformer."))
         out[name] = array.astype(np.float64)
@@ -460,6 +471,23 @@ def test_load_hf_checkpoint_shape_mismatch_and_unexpected(tmp_path):
     write_hf_checkpoint(tmp_path, tiny_model(untie_r=True), extra_config={"untie_r": False})
     with pytest.raises(ValueError, match="missing keys"):  # shared u, v expected, per-layer ones found
         load_hf_checkpoint(tmp_path)
+
+
+def test_load_hf_checkpoint_checks_the_sinusoid_frequencies(tmp_path):
+    d = 8
+    for wrong, match in ((1 / (1000 ** (np.arange(0.0, d, 2.0, dtype=np.float32) / d)), "differs from the frequencies"),
+                         (np.ones(d, np.float32), r"has shape \(8,\), expected \(4,\)")):
+        write_hf_checkpoint(tmp_path, tiny_model(), change={"transformer.pos_emb.inv_freq": wrong})
+        with pytest.raises(ValueError, match=f"buffer 'transformer.pos_emb.inv_freq' .*{match}"):
+            load_hf_checkpoint(tmp_path)
+
+
+def test_load_hf_checkpoint_of_the_bare_model_is_one_clear_error(tmp_path):
+    write_hf_checkpoint(tmp_path, tiny_model(), bare=True)
+    with pytest.raises(ValueError, match=r"bare TransfoXLModel checkpoint, without the LM head "
+                                         r"\(crit.out_layers.0.bias\).*TransfoXLLMHeadModel") as info:
+        load_hf_checkpoint(tmp_path)
+    assert "missing keys" not in str(info.value)
 
 
 @pytest.mark.parametrize("extra,match", [

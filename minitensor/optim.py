@@ -13,14 +13,13 @@ import numpy as np
 from .backend import get_array_module, to_device, to_numpy
 
 
-def _check_number(optimizer, name, value, *, minimum, inclusive=True):
+def _check_number(optimizer, name, value, *, minimum):
     # NaN compares False with everything, so "value < minimum" alone would let it through
     # (and an lr of NaN or inf only shows up steps later as a diverged loss).
     ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
-        and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+        and math.isfinite(value) and value >= minimum
     if not ok:
-        bound = ">=" if inclusive else ">"
-        raise ValueError(f"{type(optimizer).__name__}: {name} must be a finite number {bound} {minimum}, got {value!r}")
+        raise ValueError(f"{type(optimizer).__name__}: {name} must be a finite number >= {minimum}, got {value!r}")
 
 
 class Optimizer:
@@ -126,7 +125,7 @@ class Adam(Optimizer):
         b1, b2 = betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
-        _check_number(self, "eps", eps, minimum=0.0, inclusive=False)
+        _check_number(self, "eps", eps, minimum=0.0)
         _check_number(self, "weight_decay", weight_decay, minimum=0.0)
         self.betas, self.eps, self.weight_decay = (b1, b2), eps, weight_decay
 

@@ -3,6 +3,7 @@
     python -m models train gpt --preset tiny                 # a few minutes on 2 CPU cores
     python -m models train gpt --preset tiny --stop-at 200   # ...or in pieces: stop after step 200,
     python -m models train gpt --preset tiny --resume        # then continue exactly where it stopped
+    python -m models train gpt --preset tiny --overwrite     # start runs/gpt-tiny afresh (refused without it)
     python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
     python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, lm)
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
@@ -11,8 +12,9 @@
     python -m models task next-speech --show 3               # look at a task's examples
 
 Errors a user can cause (a missing checkpoint, an unknown preset, ``--device cuda`` without
-a GPU, a prompt with characters the model never saw) end with one line ``error: ...`` on
-stderr and exit code 2, not a traceback.
+a GPU, a prompt with characters the model never saw, a number flag out of range, a run already
+in ``--out``, a damaged checkpoint) end with one line ``error: ...`` on stderr and exit code 2,
+not a traceback.
 """
 from __future__ import annotations
 

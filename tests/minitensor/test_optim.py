@@ -419,16 +419,16 @@ def test_non_finite_or_non_numeric_hyperparameters_are_refused(value):
             make()
     with pytest.raises(ValueError, match="weight_decay must be a finite number"):
         optim.AdamW([p], lr=0.1, weight_decay=value)
-    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
         optim.Adam([p], lr=0.1, eps=value)
 
 
-def test_negative_weight_decay_and_zero_eps_are_refused():
+def test_negative_weight_decay_and_eps_are_refused():
     p = param([1.0])
     with pytest.raises(ValueError, match="weight_decay"):
         optim.AdamW([p], lr=0.1, weight_decay=-0.01)
     with pytest.raises(ValueError, match="eps"):
-        optim.Adam([p], lr=0.1, eps=0.0)
+        optim.Adam([p], lr=0.1, eps=-1e-8)
 
 
 @pytest.mark.parametrize("max_norm", [0, 0.0, -1.0, float("nan"), -float("inf"), "1", None, True])

@@ -359,14 +359,16 @@ def read_checkpoint(path, expected_model: str | None = None):
     return state, metadata
 
 
-def from_metadata(path, field, build, value):
+def from_metadata(path, field, build, value, what=None):
     """``build(value)`` for the metadata ``field`` of the checkpoint at ``path``; whatever a damaged
-    entry makes ``build`` raise becomes one :class:`~minitensor.io.CheckpointError` naming both."""
+    entry makes ``build`` raise becomes one :class:`~minitensor.io.CheckpointError` naming both (or
+    saying ``what``)."""
     try:
         return build(value)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise CheckpointError(f"{os.fspath(path)!r}: the metadata field {field!r} is not valid: {message}") from None
+        what = what or f"the metadata field {field!r} is not valid"
+        raise CheckpointError(f"{os.fspath(path)!r}: {what}: {message}") from None
 
 
 def train_config_of(path, meta) -> TrainConfig:
@@ -402,12 +404,8 @@ def load_checkpoint(path, expected_model: str | None = None):
     dtype = from_metadata(path, "dtype", np.dtype, metadata.get("dtype", "float32"))
     model = build_model(metadata["model"], config, dtype=dtype)
     model_state, _ = _split_state(state)
-    try:
-        model.load_state_dict(model_state)
-    except (KeyError, ValueError, TypeError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise CheckpointError(f"{os.fspath(path)!r}: its weights do not fit the model its metadata describes: "
-                              f"{message}") from None
+    from_metadata(path, "model.*", model.load_state_dict, model_state,
+                  what="its weights do not fit the model its metadata describes")
     from_metadata(path, "model_rng_states", lambda s: _set_generator_states(model, s), metadata["model_rng_states"])
     model.eval()
     return model, metadata["tokenizer"], metadata

@@ -612,6 +612,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130
+    except MemoryError:  # past the estimate of models/step_memory.py, which is a lower bound
+        print("error: out of memory (the last checkpoint is kept); lower --batch-size or --seq-len", file=sys.stderr)
+        return 2
     except (ValueError, RuntimeError, OSError, ImportError, KeyError) as e:
         # The documented kinds of user error: one line, no traceback.
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

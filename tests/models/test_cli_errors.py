@@ -145,6 +145,18 @@ def test_a_step_too_big_for_the_memory_is_refused_before_allocating(tmp_path, ar
     assert not (tmp_path / "r" / "checkpoint.npz").exists()
 
 
+def test_running_out_of_memory_mid_run_is_one_line(monkeypatch, capsys):
+    from models import __main__ as cli_main
+
+    def step_that_runs_out(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(cli_main, "cmd_train", step_that_runs_out)
+    assert cli_main.main(["train", "gpt"]) == 2
+    assert capsys.readouterr().err == ("error: out of memory (the last checkpoint is kept); lower --batch-size or "
+                                       "--seq-len\n")
+
+
 # ------------------------------------------------------------------ output paths
 
 def test_out_that_is_a_file(tmp_path):

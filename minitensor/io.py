@@ -40,6 +40,8 @@ SUFFIXES = (".npz", ".safetensors")
 _ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
               "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
 _ST_NAMES = {(np.dtype(v).kind, np.dtype(v).itemsize): k for k, v in _ST_DTYPES.items()}
+# NumPy's NPY_MAXDIMS: the most sides an array can have.
+_MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
 
 
 class CheckpointError(ValueError):
@@ -193,7 +195,7 @@ def _read_npz(f, path):
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise CheckpointError(f"{path!r} is not an npz archive")
         with archive:
-            state = {name: archive[name] for name in archive.files}
+            state = {name: _read_member(archive, name, path) for name in archive.files}
     except CheckpointError:
         raise
     except Exception as e:
@@ -209,6 +211,20 @@ def _read_npz(f, path):
     # Native byte order, like safetensors; a copy only where NumPy handed back a read-only view.
     state = {k: a.astype(a.dtype.newbyteorder("="), copy=False) for k, a in state.items()}
     return {k: a if a.flags.writeable else a.copy() for k, a in state.items()}, metadata
+
+
+def _read_member(archive, name, path) -> np.ndarray:
+    """One array of an open npz archive; an object array is refused, never unpickled."""
+    try:
+        value = archive[name]
+    except ValueError as e:
+        if "allow_pickle" not in str(e):  # NumPy's refusal of an object array names the flag
+            raise
+        raise CheckpointError(f"{path!r}: array {name!r} holds Python objects, stored as a pickle, which is "
+                              "never loaded (unpickling can run any code)") from None
+    if not isinstance(value, np.ndarray):  # NumPy hands back a member that is not a .npy file as raw bytes
+        raise CheckpointError(f"{path!r}: member {name!r} is not a .npy array")
+    return value
 
 
 def _parse_json(blob: bytes, path, what):
@@ -257,12 +273,10 @@ def _read_safetensors(f, path):
         if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
             raise CheckpointError(bad + "needs dtype, shape and data_offsets")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in _ST_DTYPES:
+        if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
             raise CheckpointError(bad + f"has unsupported dtype {dtype!r}; "
                                   f"supported: {sorted(_ST_DTYPES)}")
-        # Each side must also fit NumPy's index type: [0, 10**30] holds no bytes, yet no array has that shape.
-        if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2 ** 63 for d in shape) \
-                or math.prod(d for d in shape if d) >= 2 ** 63:
+        if not _is_array_shape(shape, np.dtype(_ST_DTYPES[dtype]).itemsize):
             raise CheckpointError(bad + f"has a bad shape {shape!r}")
         if not (isinstance(offsets, list) and len(offsets) == 2 and
                 all(type(o) is int for o in offsets) and 0 <= offsets[0] <= offsets[1]):
@@ -290,6 +304,15 @@ def _read_safetensors(f, path):
         array = np.frombuffer(buffer, dtype).reshape(shape)
         state[name] = array.astype(dtype.newbyteorder("="), copy=False)  # native byte order
     return state, metadata
+
+
+def _is_array_shape(shape, itemsize: int) -> bool:
+    """Whether NumPy can make an array of this shape: a list of at most ``_MAX_DIMS`` non-negative ints
+    whose bytes fit an int64. NumPy counts the bytes as if the 0 sides were not there, so ``[0, 10**30]``
+    holds no bytes, yet no array has that shape."""
+    return (isinstance(shape, list) and len(shape) <= _MAX_DIMS
+            and all(type(d) is int and d >= 0 for d in shape)
+            and math.prod(d for d in shape if d) * itemsize < 2 ** 63)
 
 
 def temporary_path(path) -> str:

@@ -433,9 +433,13 @@ def _check(q, k, v, window, dilation, global_mask, q_global, k_global, v_global,
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window <= 0 or window % 2:
         raise ValueError(f"{name}: window must be an even positive int (w tokens, w/2 on each side), got {window!r}")
     # One rule for both forms: integers only (1.5 is refused, never truncated to 1), one or one per head.
+    bad_dilation = f"{name}: dilation must be an int or one int per head ({nh} heads), got {dilation!r}"
+    if isinstance(dilation, (list, tuple)) and not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dilation):
+        raise ValueError(bad_dilation)  # before np.asarray, which makes [True, 1] the ints [1, 1]
     dil = np.asarray(dilation)
     if dil.dtype.kind not in "iu" or dil.ndim > 1 or (dil.ndim == 1 and dil.shape[0] != nh):
-        raise ValueError(f"{name}: dilation must be an int or one int per head ({nh} heads), got {dilation!r}")
+        raise ValueError(bad_dilation)
     dil = np.broadcast_to(dil, (nh,))
     if (dil <= 0).any():
         raise ValueError(f"{name}: dilation must be positive, got {dilation!r}")

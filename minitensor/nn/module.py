@@ -149,6 +149,8 @@ def _check_value(where, key, value) -> None:
         dtype = np.asarray(to_numpy(value)).dtype
     except ValueError:  # e.g. a ragged list
         raise TypeError(f"{where}: the value for {key!r} ({type(value).__name__}) is not an array") from None
+    if dtype == object and not hasattr(value, "dtype"):  # None, a dict...: say what it is, not "dtype object"
+        raise TypeError(f"{where}: the value for {key!r} is a {type(value).__name__}, not an array")
     if dtype.kind not in "iuf":
         raise TypeError(f"{where}: the value for {key!r} has dtype {dtype}; a parameter takes real numbers "
                         "(int or float)")

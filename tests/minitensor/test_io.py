@@ -1,4 +1,5 @@
 """Tests for minitensor.io: round trips, atomic writes, corrupt files, and the safetensors layout."""
+import io
 import json
 import os
 import pickle
@@ -259,6 +260,74 @@ def test_random_byte_damage_never_escapes_as_another_error(tmp_path, suffix, dat
             assert list(state) == list(small_state())
 
 
+# One edit to a file: overwrite a byte, cut the file short, insert bytes, or delete some.
+edits = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**4), st.integers(0, 255)),
+    st.tuples(st.just("truncate"), st.integers(0, 10**4), st.none()),
+    st.tuples(st.just("insert"), st.integers(0, 10**4), st.binary(min_size=1, max_size=8)),
+    st.tuples(st.just("delete"), st.integers(0, 10**4), st.integers(1, 8)),
+)
+
+
+def edit_bytes(raw: bytes, edit) -> bytes:
+    kind, at, arg = edit
+    at %= len(raw) + 1
+    if kind == "flip":
+        return raw[:at] + bytes([arg]) + raw[at + 1:]
+    if kind == "truncate":
+        return raw[:at]
+    if kind == "insert":
+        return raw[:at] + arg + raw[at:]
+    return raw[:at] + raw[at + arg:]
+
+
+def assert_loads_or_checkpoint_error(path):
+    """``load`` either returns a state of numeric arrays or raises CheckpointError naming the file."""
+    try:
+        state, _ = load(path, return_metadata=True)
+    except CheckpointError as e:
+        assert str(path) in str(e)
+    else:
+        assert all(isinstance(a, np.ndarray) and a.dtype.kind in "biuf" for a in state.values())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from(FORMATS), changes=st.lists(edits, min_size=1, max_size=4))
+def test_random_edits_never_escape_as_another_error(tmp_path, suffix, changes):
+    path = tmp_path / f"fuzz{suffix}"
+    save(small_state(), path, metadata={"step": 1, "cfg": {"d": [1, 2]}})
+    raw = path.read_bytes()
+    for change in changes:
+        raw = edit_bytes(raw, change)
+    path.write_bytes(raw)
+    assert_loads_or_checkpoint_error(path)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=4)
+    | st.sampled_from(["F32", "I64", "BOOL"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entry=st.sampled_from(["w", "b", "__metadata__"]),
+       field=st.sampled_from(["dtype", "shape", "data_offsets", "minitensor", None]),
+       value=json_values, data_size=st.sampled_from([0, 8, 72, 100]))
+def test_header_values_of_any_json_type_are_a_checkpoint_error(tmp_path, entry, field, value, data_size):
+    # A valid header with one value (or a whole entry) replaced by any JSON value.
+    header = {"w": {"dtype": "F32", "shape": [3, 4], "data_offsets": [0, 48]},
+              "b": {"dtype": "I64", "shape": [3], "data_offsets": [48, 72]},
+              "__metadata__": {"minitensor": json.dumps({"step": 1})}}
+    if field is None:
+        header[entry] = value
+    else:
+        header[entry][field] = value
+    path = tmp_path / "h.safetensors"
+    write_st(path, header, b"\0" * data_size)
+    assert_loads_or_checkpoint_error(path)
+
+
 EXPLOITED = []
 
 
@@ -300,6 +369,50 @@ def test_npz_with_bad_metadata_member(tmp_path):
             load(path)
 
 
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def write_zip(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("members, match", [
+    # NumPy hands back a member not named .npy as raw bytes (this was an AttributeError)
+    ([("w.npy", npy_bytes(np.zeros(2))), ("readme.txt", b"hello")], "member 'readme.txt' is not a .npy array"),
+    ([("w.npy", b"hello")], "member 'w' is not a .npy array"),
+    # NumPy's own text ("Object arrays cannot be loaded when allow_pickle=False") names neither array nor remedy
+    ([("w.npy", npy_bytes(np.zeros(2))), ("evil.npy", npy_bytes(np.array([1, "a"], dtype=object)))],
+     "array 'evil' holds Python objects, stored as a pickle, which is never loaded"),
+])
+def test_npz_members_that_are_not_numeric_arrays(tmp_path, members, match):
+    path = tmp_path / "members.npz"
+    write_zip(path, members)
+    with pytest.raises(CheckpointError, match=match) as info:
+        load(path)
+    assert str(path) in str(info.value)
+
+
+member_names = st.sampled_from(["w.npy", "b.npy", "__metadata__.npy", "readme.txt", "w", "d/x.npy"])
+member_data = st.sampled_from([
+    npy_bytes(np.zeros((2, 3), np.float32)), npy_bytes(np.arange(3)), npy_bytes(np.array([1, "a"], dtype=object)),
+    npy_bytes(np.zeros(2, dtype=[("a", "f4")])), npy_bytes(np.array(["text"])),
+    npy_bytes(np.frombuffer(b'{"step": 1}', np.uint8)), npy_bytes(np.frombuffer(b"[" * 5000 + b"]" * 5000, np.uint8)),
+    npy_bytes(np.frombuffer(b"\xff{", np.uint8)), b"", b"\x93NUMPY\x01\x00garbage"]) | st.binary(max_size=64)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(members=st.lists(st.tuples(member_names, member_data), max_size=3, unique_by=lambda m: m[0]))
+def test_any_zip_named_npz_loads_or_is_a_checkpoint_error(tmp_path, members):
+    path = tmp_path / "any.npz"
+    write_zip(path, members)
+    assert_loads_or_checkpoint_error(path)
+
+
 def write_st(path, header, data=b"", header_bytes=None):
     blob = header_bytes if header_bytes is not None else json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(blob)) + blob + data)
@@ -327,6 +440,18 @@ def write_st(path, header, data=b"", header_bytes=None):
     ({"w": {"dtype": 7, "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "unsupported dtype"),
     ({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]}}, b"\0" * 8, "bad data_offsets"),
     ({"__metadata__": {"minitensor": {"not": "a str"}}}, b"", "str to str"),
+    ({"__metadata__": {"note": None}}, b"", "str to str"),
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8.0]}}, b"\0" * 8, "bad data_offsets"),
+    ({"w": {"dtype": "U8", "shape": [1], "data_offsets": [False, True]}}, b"\0", "bad data_offsets"),
+    # a dtype that is a list or an object (unhashable) was a TypeError from the dict lookup
+    ({"w": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, r"unsupported dtype \['F32'\]"),
+    ({"w": {"dtype": {}, "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "unsupported dtype"),
+    # no bytes, but the bytes of the other sides overflow NumPy's size (it counts them as if the 0 were not there)
+    ({"w": {"dtype": "F64", "shape": [0, 2**61], "data_offsets": [0, 0]}}, b"", "bad shape"),
+    ({"w": {"dtype": "F32", "shape": [0, 2**32, 2**30], "data_offsets": [0, 0]}}, b"", "bad shape"),
+    # more sides than NumPy allows (its reshape raised its own ValueError)
+    ({"w": {"dtype": "U8", "shape": [1] * 65, "data_offsets": [0, 1]}}, b"\0", "bad shape"),
+    ({"w": {"dtype": "U8", "shape": [0] * 65, "data_offsets": [0, 0]}}, b"", "bad shape"),
 ])
 def test_inconsistent_safetensors_headers(tmp_path, header, data, match):
     path = tmp_path / "h.safetensors"

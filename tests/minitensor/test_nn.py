@@ -238,6 +238,9 @@ def test_load_state_dict_non_strict_returns_missing_and_unexpected():
     (lambda w: "weights.npy", "the value for 'head.0.weight' is a str, not an array"),
     (lambda w: np.array([object()] * w.size).reshape(w.shape), "dtype object"),
     (lambda w: [[1.0, 2.0], [3.0]], r"'head.0.weight' \(list\) is not an array"),
+    # these used to read "has dtype object", which does not say what was given
+    (lambda w: None, "the value for 'head.0.weight' is a NoneType, not an array"),
+    (lambda w: {"weight": w}, "the value for 'head.0.weight' is a dict, not an array"),
 ])
 def test_load_state_dict_refuses_values_that_are_not_real_arrays(value, message):
     # A complex value used to lose its imaginary part with only a warning, a str to read as a shape mismatch.

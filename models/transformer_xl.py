@@ -574,8 +574,9 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> TransformerXL:
     raises a ValueError saying it is not supported.
 
     ``transformer.pos_emb.inv_freq``, the sinusoid's frequencies (a buffer HF saves), must be the ones our
-    $R$ uses; a bare ``TransfoXLModel`` checkpoint (no ``crit.``, no ``transformer.`` prefix) has no
-    output bias and is refused with a clear message.
+    $R$ uses (to float32 rounding, elementwise relative 1e-6), or a ValueError names it and the largest
+    difference. A bare ``TransfoXLModel`` checkpoint (keys without the ``transformer.`` prefix, no
+    ``crit.``) has no output bias and is refused with one message saying so.
 
     Memory: HF starts from ``mem_len`` zero vectors and keeps (M, B, d); to reproduce HF's logits
     pass ``model.init_mems(B, zero_filled=True)`` to the first segment; see the module docstring.
@@ -583,9 +584,10 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> TransformerXL:
     directory = os.fspath(directory)
     config = _hf_config(directory)
     weights, raw = hf_files.read_weights(directory)
-    if "crit.out_layers.0.bias" not in raw and not any(k.startswith("transformer.") for k in raw):
+    if "crit.out_layers.0.bias" not in raw and "word_emb.emb_layers.0.weight" in raw:  # TransfoXLModel's names
         raise ValueError(f"load_hf_checkpoint: {weights!r} is a bare TransfoXLModel checkpoint, without the LM head "
-                         "(crit.out_layers.0.bias) our TransformerXL predicts with; save a TransfoXLLMHeadModel")
+                         "(crit.out_layers.0.bias) our TransformerXL predicts with; a TransfoXLLMHeadModel checkpoint "
+                         "is needed")
     inv_freq = raw.pop("transformer.pos_emb.inv_freq", None)  # a persistent buffer: HF writes it
     if inv_freq is not None:
         hf_files.check_buffer(weights, "transformer.pos_emb.inv_freq", inv_freq, sinusoid_frequencies(config.d_model),

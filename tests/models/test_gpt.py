@@ -316,10 +316,12 @@ def write_hf_checkpoint(directory, model, layout="lm-head", old_buffers=False, e
     * ``"lm-head"``, OpenAIGPTLMHeadModel: ``transformer.*``; the tied ``lm_head.weight`` is not stored;
     * ``"bare"``, OpenAIGPTModel: the same keys without the prefix;
     * ``"double-heads"``, OpenAIGPTDoubleHeadsModel of transformers 5: ``lm_head.weight`` INSTEAD of
-      ``transformer.tokens_embed.weight`` (its tie goes that way), plus ``multiple_choice_head.summary.*``.
+      ``transformer.tokens_embed.weight`` (its tie goes that way), plus ``multiple_choice_head.summary.*``;
+    * ``"double-heads-4"``, the same class in transformers 4.57: the ``"lm-head"`` keys plus
+      ``multiple_choice_head.summary.*``.
 
     ``old_buffers`` adds what old PyTorch checkpoints also saved: the causal masks ``h.N.attn.bias``
-    (1, 1, n, n) and ``position_ids``; current versions keep both out (non-persistent buffers)."""
+    (1, 1, n, n) and ``position_ids`` (n,); current versions keep both out (non-persistent buffers)."""
     c = model.config
     config = {"afn": "gelu", "vocab_size": c.vocab_size, "n_positions": c.n_ctx, "n_embd": c.d_model,
               "n_layer": c.n_layer, "n_head": c.n_head, "layer_norm_epsilon": c.layer_norm_eps,
@@ -337,18 +339,19 @@ def write_hf_checkpoint(directory, model, layout="lm-head", old_buffers=False, e
         state[prefix + name] = array.astype(np.float32)
     if layout == "double-heads":
         state["lm_head.weight"] = state.pop("transformer.tokens_embed.weight")
+    if layout.startswith("double-heads"):
         state["multiple_choice_head.summary.weight"] = np.ones((1, c.d_model), np.float32)
         state["multiple_choice_head.summary.bias"] = np.zeros(1, np.float32)
     if old_buffers:
         for i in range(c.n_layer):
             state[f"{prefix}h.{i}.attn.bias"] = np.tril(np.ones((c.n_ctx, c.n_ctx), np.float32))[None, None]
-        state[f"{prefix}position_ids"] = np.arange(c.n_ctx)[None]
+        state[f"{prefix}position_ids"] = np.arange(c.n_ctx)
     mt.save(state, str(directory / "model.safetensors"))
     return state
 
 
 @pytest.mark.parametrize("layout,old_buffers", [("lm-head", False), ("bare", False), ("double-heads", False),
-                                                ("lm-head", True), ("bare", True)])
+                                                ("double-heads-4", False), ("lm-head", True), ("bare", True)])
 def test_load_hf_checkpoint_round_trip(tmp_path, layout, old_buffers):
     model = tiny_model(dtype=np.float32).eval()
     write_hf_checkpoint(tmp_path, model, layout=layout, old_buffers=old_buffers)
@@ -383,6 +386,17 @@ def test_load_hf_checkpoint_checks_old_buffers(tmp_path, key, value, match):
     state[key] = value
     mt.save(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=f"buffer '{key}' .*{match}"):
+        load_hf_checkpoint(tmp_path)
+
+
+def test_load_hf_checkpoint_accepts_position_ids_with_a_batch_axis(tmp_path):
+    state = write_hf_checkpoint(tmp_path, tiny_model(), old_buffers=True)
+    state["transformer.position_ids"] = np.arange(8)[None]  # (1, n), as RoBERTa-family buffers are
+    mt.save(state, str(tmp_path / "model.safetensors"))
+    load_hf_checkpoint(tmp_path)
+    state["transformer.position_ids"] = np.arange(8)[:, None]  # (n, 1) is not a layout HF writes
+    mt.save(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"buffer 'transformer.position_ids' has shape \(8, 1\), expected \(8,\)"):
         load_hf_checkpoint(tmp_path)
 
 

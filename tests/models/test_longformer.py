@@ -233,11 +233,28 @@ def test_forward_input_errors():
         model(ids_batch(), global_mask=np.ones((2, 13), int))
 
 
-def _write_hf(tmp_path, model, state=None, old_buffers=False):
-    """``model`` with exactly the keys ``LongformerForMaskedLM.save_pretrained(d, safe_serialization=True)``
-    writes (transformers 5.24 and 4.57): ``longformer.*`` (no pooler) and the head ``lm_head.dense.*``,
-    ``lm_head.layer_norm.*``, ``lm_head.bias`` (its tied decoder is not stored). ``old_buffers`` adds the
-    ``embeddings.position_ids`` and ``embeddings.token_type_ids`` that older RoBERTa-family checkpoints hold."""
+def _hf_heads(layout, d, vocab_size):
+    """The keys (and shapes) each Hugging Face class writes beside its encoder (transformers 5.24 and 4.57;
+    2 labels): none of them is part of our encoder, and the loader skips them."""
+    return {"bare": {"pooler.dense.weight": (d, d), "pooler.dense.bias": (d,)},
+            "masked-lm": {"lm_head.dense.weight": (d, d), "lm_head.dense.bias": (d,), "lm_head.layer_norm.weight": (d,),
+                          "lm_head.layer_norm.bias": (d,), "lm_head.bias": (vocab_size,)},  # no tied decoder
+            "sequence-classification": {"classifier.dense.weight": (d, d), "classifier.dense.bias": (d,),
+                                        "classifier.out_proj.weight": (2, d), "classifier.out_proj.bias": (2,)},
+            "question-answering": {"qa_outputs.weight": (2, d), "qa_outputs.bias": (2,)},
+            "token-classification": {"classifier.weight": (2, d), "classifier.bias": (2,)},
+            "multiple-choice": {"longformer.pooler.dense.weight": (d, d), "longformer.pooler.dense.bias": (d,),
+                                "classifier.weight": (1, d), "classifier.bias": (1,)}}[layout]
+
+
+def _write_hf(tmp_path, model, state=None, old_buffers=False, layout="masked-lm"):
+    """``model`` with exactly the keys ``save_pretrained(d, safe_serialization=True)`` writes (key sets checked
+    against transformers 5.24 and 4.57), by default those of ``LongformerForMaskedLM``: ``longformer.*`` (no
+    pooler) and the head ``lm_head.dense.*``, ``lm_head.layer_norm.*``, ``lm_head.bias`` (its tied decoder is
+    not stored). ``layout`` "bare" is ``LongformerModel`` (no prefix, with ``pooler.*``); "sequence-classification",
+    "question-answering", "token-classification", "multiple-choice" are the other ``LongformerFor*`` classes
+    (:func:`_hf_heads`). ``state`` replaces the encoder's arrays (under our names). ``old_buffers`` adds the
+    ``embeddings.position_ids`` and ``embeddings.token_type_ids`` (1, n) that older RoBERTa-family checkpoints hold."""
     cfg = model.config
     hf = {"model_type": "longformer", "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
           "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head, "intermediate_size": cfg.d_ff,
@@ -245,24 +262,25 @@ def _write_hf(tmp_path, model, state=None, old_buffers=False):
           "pad_token_id": cfg.pad_id, "layer_norm_eps": cfg.layer_norm_eps, "hidden_act": "gelu",
           "type_vocab_size": 1, "hidden_dropout_prob": 0.0}
     (tmp_path / "config.json").write_text(json.dumps(hf))
-    if state is None:
-        d = cfg.d_model
-        state = {f"longformer.{k}": v for k, v in model.state_dict().items()}
-        state.update({"lm_head.dense.weight": np.zeros((d, d)), "lm_head.dense.bias": np.zeros(d),
-                      "lm_head.layer_norm.weight": np.ones(d), "lm_head.layer_norm.bias": np.zeros(d),
-                      "lm_head.bias": np.zeros(cfg.vocab_size)})  # the MLM head: skipped
+    prefix = "" if layout == "bare" else "longformer."
+    state = {prefix + k: v for k, v in (model.state_dict() if state is None else state).items()}
+    rng = np.random.default_rng(7)
+    state.update({k: rng.normal(0, 1, shape) for k, shape in _hf_heads(layout, cfg.d_model, cfg.vocab_size).items()})
     if old_buffers:
         n = cfg.max_len + cfg.pad_id + 1
-        state["longformer.embeddings.position_ids"] = np.arange(n)[None]
-        state["longformer.embeddings.token_type_ids"] = np.zeros((1, n), np.int64)
+        state[f"{prefix}embeddings.position_ids"] = np.arange(n)[None]
+        state[f"{prefix}embeddings.token_type_ids"] = np.zeros((1, n), np.int64)
     mt.save(state, tmp_path / "model.safetensors")
     return state
 
 
-@pytest.mark.parametrize("old_buffers", [False, True])
-def test_load_hf_checkpoint_round_trip(tmp_path, old_buffers):
+@pytest.mark.parametrize("layout,old_buffers", [("masked-lm", False), ("masked-lm", True), ("bare", False),
+                                                ("bare", True), ("sequence-classification", False),
+                                                ("question-answering", False), ("token-classification", False),
+                                                ("multiple-choice", False)])
+def test_load_hf_checkpoint_round_trip(tmp_path, layout, old_buffers):
     model = tiny_model(dilation=1)  # HF Longformer has no dilation
-    _write_hf(tmp_path, model, old_buffers=old_buffers)
+    _write_hf(tmp_path, model, old_buffers=old_buffers, layout=layout)
     loaded = load_hf_checkpoint(tmp_path, dtype=np.float64)
     assert loaded.config.max_len == model.config.max_len and not loaded.training
     ids = ids_batch()
@@ -274,11 +292,13 @@ def test_load_hf_checkpoint_round_trip(tmp_path, old_buffers):
     ("longformer.embeddings.position_ids", lambda n: np.arange(n)[None] + 1, "differs from the positions"),
     ("longformer.embeddings.position_ids", lambda n: np.arange(n + 1)[None], "has shape"),
     ("longformer.embeddings.token_type_ids", lambda n: np.ones((1, n), np.int64), "differs from zeros"),
+    ("embeddings.position_ids", lambda n: np.arange(n)[None][:, ::-1], "differs from the positions"),  # bare
 ])
 def test_load_hf_checkpoint_checks_old_buffers(tmp_path, key, value, match):
     # position_ids used to be skipped by its name's suffix, whatever it held
     model = tiny_model(dilation=1)
-    state = _write_hf(tmp_path, model, old_buffers=True)
+    layout = "masked-lm" if key.startswith("longformer.") else "bare"
+    state = _write_hf(tmp_path, model, old_buffers=True, layout=layout)
     state[key] = value(model.config.max_len + model.config.pad_id + 1)
     mt.save(state, tmp_path / "model.safetensors")
     with pytest.raises(ValueError, match=f"buffer '{key}' {match}"):

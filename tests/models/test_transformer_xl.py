@@ -382,7 +382,9 @@ def write_hf_checkpoint(directory, model, extra_config=None, drop=(), tied_copy=
     writes (transformers 4.57, the last with Transformer-XL): ``transformer.*`` with the persistent buffer
     ``transformer.pos_emb.inv_freq``, and ``crit.out_layers.0.bias``; the tied ``crit.out_layers.0.weight``
     is not stored (``tied_copy`` adds it, as older checkpoints have it). ``bare``: TransfoXLModel's keys,
-    no ``transformer.`` prefix and no ``crit.``."""
+    no ``transformer.`` prefix and no ``crit.``. Key sets checked against 4.57.6 with ``untie_r=True``; with
+    ``untie_r=False`` HF refuses to write safetensors (its layers share ``r_w_bias``), so those files hold
+    the shared ``transformer.r_w_bias``/``r_r_bias`` once, as a conversion that drops duplicates would."""
     c = model.config
     config = {"vocab_size": c.vocab_size, "d_model": c.d_model, "d_embed": c.d_model, "n_layer": c.n_layer,
               "n_head": c.n_head, "d_head": c.d_head, "d_inner": c.d_inner, "mem_len": c.mem_len,
@@ -475,7 +477,10 @@ def test_load_hf_checkpoint_shape_mismatch_and_unexpected(tmp_path):
 
 def test_load_hf_checkpoint_checks_the_sinusoid_frequencies(tmp_path):
     d = 8
+    hf = 1 / (10000 ** (np.arange(0.0, d, 2.0, dtype=np.float32) / d))
+    slightly_off = hf * np.array([1, 1, 1, 1 + 1e-4], np.float32)  # the smallest frequency, 1e-3, off by 1e-7
     for wrong, match in ((1 / (1000 ** (np.arange(0.0, d, 2.0, dtype=np.float32) / d)), "differs from the frequencies"),
+                         (slightly_off, r"differs from the frequencies .* by up to 1e-07"),
                          (np.ones(d, np.float32), r"has shape \(8,\), expected \(4,\)")):
         write_hf_checkpoint(tmp_path, tiny_model(), change={"transformer.pos_emb.inv_freq": wrong})
         with pytest.raises(ValueError, match=f"buffer 'transformer.pos_emb.inv_freq' .*{match}"):
@@ -485,9 +490,13 @@ def test_load_hf_checkpoint_checks_the_sinusoid_frequencies(tmp_path):
 def test_load_hf_checkpoint_of_the_bare_model_is_one_clear_error(tmp_path):
     write_hf_checkpoint(tmp_path, tiny_model(), bare=True)
     with pytest.raises(ValueError, match=r"bare TransfoXLModel checkpoint, without the LM head "
-                                         r"\(crit.out_layers.0.bias\).*TransfoXLLMHeadModel") as info:
+                                         r"\(crit.out_layers.0.bias\).*TransfoXLLMHeadModel checkpoint") as info:
         load_hf_checkpoint(tmp_path)
     assert "missing keys" not in str(info.value)
+    mt.save({"tokens_embed.weight": np.zeros((V, 8), np.float32)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="missing keys") as info:  # not TransfoXLModel's names: not called one
+        load_hf_checkpoint(tmp_path)
+    assert "TransfoXLModel" not in str(info.value)
 
 
 @pytest.mark.parametrize("extra,match", [

@@ -230,14 +230,6 @@ def _resumed_run(args, kind, out, given):
     return meta, tokenizer, config, settings, run
 
 
-def _check_steps_left(args, out, meta, settings) -> None:
-    from .train import nothing_to_train
-
-    end = settings["steps"] if args.stop_at is None else min(args.stop_at, settings["steps"])
-    if meta["step"] >= end:
-        raise ValueError(nothing_to_train(out, meta["step"], settings["steps"], args.stop_at))
-
-
 def _train_config(settings):
     from .train import TrainConfig
 
@@ -256,7 +248,7 @@ def cmd_train(args) -> int:
     import minitensor as mt  # imported here so that --help is instant
 
     from . import data
-    from .train import CHECKPOINT_NAME, MODEL_TYPES, check_run_dir, evaluate_bpc, train
+    from .train import CHECKPOINT_NAME, MODEL_TYPES, check_run_dir, check_steps_left, evaluate_bpc, train
 
     if args.model == "longformer":
         return cmd_train_longformer(args)
@@ -288,7 +280,7 @@ def cmd_train(args) -> int:
         if txl and args.positions is not None and args.positions != config.positions:
             raise ValueError(f"--positions {args.positions} differs from the checkpoint's positions={config.positions}; "
                              "a resumed run keeps its model")
-        _check_steps_left(args, out, meta, settings)
+        check_steps_left(out, meta["step"], settings["steps"], args.stop_at)  # before the slow part
         corpus = data.load_shakespeare()
     else:
         corpus = data.load_shakespeare()
@@ -346,6 +338,7 @@ def cmd_train_longformer(args) -> int:
         RESULTS_NAME,
         build_model,
         check_run_dir,
+        check_steps_left,
         evaluate_bpc,
         evaluate_task,
         read_checkpoint,
@@ -385,7 +378,7 @@ def cmd_train_longformer(args) -> int:
         if run.get("full_attention") is not None and bool(run["full_attention"]) != bool(args.full_attention):
             raise ValueError(f"--full-attention differs from the checkpoint's run (full_attention="
                              f"{run['full_attention']}); a resumed run keeps its model")
-        _check_steps_left(args, out, meta, settings)
+        check_steps_left(out, meta["step"], settings["steps"], args.stop_at)  # before the slow part
         corpus = data.load_shakespeare()
     else:
         corpus = data.load_shakespeare()

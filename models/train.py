@@ -319,12 +319,15 @@ def check_run_dir(out_dir, *, resume: bool, overwrite: bool, names=(CHECKPOINT_N
         raise FileExistsError(f"{out_dir} already holds a run; {how}")
 
 
-def nothing_to_train(out_dir, step, steps, stop_at) -> str:
-    """The error for a resume that would train no step (the checkpoint is at or past the end asked for)."""
+def check_steps_left(out_dir, step, steps, stop_at) -> None:
+    """Refuse a resume that would train no step: the checkpoint's ``step`` is at or past the end asked for
+    (``steps``, or ``stop_at`` when that comes first)."""
     if stop_at is not None and stop_at <= step:
-        return f"--stop-at {stop_at}: the checkpoint in {out_dir!r} is already at step {step}; nothing to train"
-    return (f"the checkpoint in {out_dir!r} is at step {step} and the run's schedule ends at step {steps}: "
-            f"nothing to train (--steps N with N > {step} continues it on a longer schedule)")
+        raise ValueError(f"--stop-at {stop_at}: the checkpoint in {out_dir!r} is already at step {step}; "
+                         "nothing to train")
+    if steps <= step:
+        raise ValueError(f"the checkpoint in {out_dir!r} is at step {step} and the run's schedule ends at step "
+                         f"{steps}: nothing to train (--steps N with N > {step} continues it on a longer schedule)")
 
 
 def checkpoint_file(path) -> str:
@@ -626,8 +629,7 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         if meta["tokenizer"] != tokenizer_dict:
             raise ValueError(f"--resume: the checkpoint in {out_dir!r} was trained with another vocabulary")
         step = int(meta["step"])
-        if step >= last_step:
-            raise ValueError(nothing_to_train(out_dir, step, cfg.steps, stop_at))
+        check_steps_left(out_dir, step, cfg.steps, stop_at)
         if train_config_of(ckpt_path, meta) != cfg:
             log(f"note: resuming with a different training config than the checkpoint's "
                 f"({meta['train_config']}); the run will not match an uninterrupted one")

@@ -31,7 +31,7 @@ import tracemalloc
 import numpy as np
 
 # tracemalloc sees an allocation only when it happens: a block reused from minitensor's buffer cache
-# (minitensor/buffers.py) would not count towards a run's peak. Off, every array is allocated afresh.
+# (minitensor/kernels/buffers.py) would not count towards a run's peak. Off, every array is allocated afresh.
 os.environ["MINITENSOR_BUFFER_CACHE_MB"] = "0"
 import minitensor as mt  # noqa: E402
 from minitensor.attention import banded_attention, masked_softmax

@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 import minitensor as mt
-from minitensor import parallel
+from minitensor.kernels import threads as kernel_threads
 from minitensor.optim import AdamW
 from models.gpt import GPT, GPTConfig
 
@@ -169,7 +169,7 @@ def worker(framework, pdrop, repeats):
         info = {"version": torch.__version__, "threads": torch.get_num_threads()}
     else:
         times = time_steps(minitensor_step_fn(pdrop), repeats)
-        info = {"version": mt.__version__, "threads": parallel.num_threads()}
+        info = {"version": mt.__version__, "threads": kernel_threads.num_threads()}
     print(json.dumps({"times": times, **info}))
 
 
@@ -198,7 +198,7 @@ def main():
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, NumPy {np.__version__}, minitensor {mt.__version__} "
-          f"({parallel.num_threads()} threads)")
+          f"({kernel_threads.num_threads()} threads)")
     print(f"config: V={V} T={T} B={B} d={D} layers={L} heads={H} d_ff={4 * D} float32; "
           f"step = forward + backward + AdamW; {args.rounds} fresh processes x {args.repeats} steps "
           "(after 2 warm-up) per line, interleaved")

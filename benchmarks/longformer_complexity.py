@@ -267,7 +267,7 @@ def thread_info():
             for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MINITENSOR_NUM_THREADS")}
     import numpy as np
 
-    from minitensor.backend import _openblas_threads
+    from minitensor.kernels.threads import _openblas_threads
 
     ob = _openblas_threads()
     info["numpy_openblas_threads"] = ob[0]() if ob else "not OpenBLAS"

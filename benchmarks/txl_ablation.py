@@ -32,7 +32,7 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy: one BLAS thread per process
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MINITENSOR_NUM_THREADS", "1")  # minitensor's own threads (minitensor/parallel.py)
+os.environ.setdefault("MINITENSOR_NUM_THREADS", "1")  # minitensor's own threads (minitensor/kernels/threads.py)
 
 import argparse
 import json

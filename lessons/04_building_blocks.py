@@ -45,6 +45,10 @@ import minitensor.functional as F
 from minitensor.ops.nn import CrossEntropy, LayerNorm, Softmax, layer_norm_dx
 from minitensor.ops.unary import GELUErf, GELUTanh
 
+# Run every op on its formula, the code this lesson reads (and your exercises), never on a
+# faster kernel that would stand in for it: see "Where the speed comes from" at the end.
+mt.kernels.set_mode("reference")
+
 np.set_printoptions(precision=4, suppress=True)
 
 
@@ -375,11 +379,10 @@ print("shifted (library)", stable)
 # $\sum_j \bar x_j \hat x_j = 0$ up to a term of relative size $\epsilon / (\sigma^2 + \epsilon)$
 # (because $\frac1n \sum_j \hat x_j^2 = \sigma^2 / (\sigma^2 + \epsilon)$).
 #
-# This is the second exercise: `layer_norm_dx` in `minitensor/ops/nn.py` writes
-# $\bar x$ into `out` from `grad` ($\bar y$), `weight` ($w$), `xhat` ($\hat x$) and `rstd` ($r$).
-# `LayerNorm.backward` calls it on one block of rows at a time, small enough to
-# stay in the CPU's cache across the formula's steps, and shares the blocks
-# between the cores (`minitensor/parallel.py`).
+# This is the second exercise: `layer_norm_dx` in `minitensor/ops/nn.py` returns
+# $\bar x$ from `grad` ($\bar y$), `weight` ($w$), `xhat` ($\hat x$) and `rstd` ($r$),
+# the boxed formula written as array code. `LayerNorm.forward` saved $\hat x$ and $r$
+# for it, so the backward never recomputes the mean and variance.
 # Below we compare the fused op with layer norm composed from primitive ops,
 # whose gradient autograd derives on its own.
 
@@ -618,8 +621,8 @@ print(model)
 #    matrix $y_i([i = j] - y_j)$ for a batch of probability vectors. No loops:
 #    `y[..., :, None]` is a column, `y[..., None, :]` a row.
 # 2. **Layer norm's backward** (section 4), in `layer_norm_dx` in
-#    `minitensor/ops/nn.py`: write the boxed formula into `out`, from `grad`,
-#    `weight`, `xhat` and `rstd`. Means over the last axis with `keepdims=True`
+#    `minitensor/ops/nn.py`: return the boxed formula, from `grad`, `weight`,
+#    `xhat` and `rstd`. Means over the last axis with `keepdims=True`
 #    broadcast correctly.
 # 3. **Cross-entropy's gradient** (section 5), in `CrossEntropy.backward` in the
 #    same file: set `d` to $p - y$ for every row, where `p` has shape
@@ -640,3 +643,14 @@ print(model)
 # The tests of `softmax_jacobian` and of the demos run the whole lesson.
 #
 # Check your work with `pytest -m lesson04`.
+#
+# ## Where the speed comes from
+#
+# The ops you just read and wrote are the formulas, and with
+# `MINITENSOR_KERNELS=reference` they are all that runs. By default some of them are
+# replaced by a faster **kernel** that computes the same numbers in another way:
+# layer norm, its backward, GELU and dropout run on blocks of rows small enough to
+# stay in the CPU's cache, shared between the cores, writing in place into reused
+# buffers. The formula marks this with `@kernels.replaceable("layer_norm_dx")`; the
+# kernel lives in `minitensor/kernels/cpu.py`, and a test checks that each kernel
+# gives its formula's numbers. The lesson's tests run your formula, never the kernel.

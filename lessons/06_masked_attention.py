@@ -56,6 +56,10 @@ from minitensor.attention import (
 from minitensor.attention import scaled_dot_product_attention as sdpa
 from minitensor.attention.masked import softmax_vjp
 
+# Run every op on its formula, the code this lesson reads (and your exercises), never on a
+# faster kernel that would stand in for it: see "Where the speed comes from" at the end.
+mt.kernels.set_mode("reference")
+
 np.set_printoptions(precision=4, suppress=True)
 
 
@@ -338,12 +342,9 @@ print("fully-masked row, output of head 0:", out_hand[0, 0, 1])
 # convention of section 3 costs nothing in the backward pass. The same line of
 # code serves masked and unmasked rows, and $p$ is all it needs to save.
 #
-# This is exercise 2: the body of `softmax_vjp(p, grad, axis, out)` in
-# `minitensor/attention/masked.py` (the saved `p`, the upstream `grad` $= \bar p$,
-# the softmax axis; write the result into `out`). `MaskedSoftmax.backward` calls
-# it on one block of rows at a time: a block of about 65,000 entries stays in
-# the CPU's cache across the three steps of the formula, and the blocks are
-# shared between the cores (`minitensor/parallel.py`). Below it is checked
+# This is exercise 2: `softmax_vjp(p, grad, axis)` in `minitensor/attention/masked.py`
+# returns $\bar s$ from the saved `p`, the upstream `grad` $= \bar p$ and the softmax
+# axis: the boxed formula as array code, one line. Below it is checked
 # against the full Jacobian, built row by row.
 
 # %%
@@ -503,7 +504,7 @@ print(f"gradient of the output at t0 = {T0}: max |.| on inputs <= t0 = {past_gra
 #    scaled dot-product attention in NumPy, returning the output and the weights,
 #    with the fully-masked-row convention (zeros, no NaN, no warning).
 # 2. **`softmax_vjp`** (section 4), in `minitensor/attention/masked.py`:
-#    the boxed $\bar s = p \odot (\bar p - \langle \bar p, p \rangle)$ along `axis`, into `out`.
+#    return the boxed $\bar s$ of section 4, the inner product taken along `axis`.
 #    No special case for masked entries is needed — convince yourself why.
 # 3. **`check_softmax_gradient(softmax_fn, scores, mask)`** (section 5), in this
 #    file: a float64 `mt.testing.gradcheck` of a masked softmax.
@@ -522,3 +523,14 @@ print(f"gradient of the output at t0 = {T0}: max |.| on inputs <= t0 = {past_gra
 # run the whole lesson.
 #
 # Check your work with `pytest -m lesson06`.
+#
+# ## Where the speed comes from
+#
+# `masked_softmax_rows` and `softmax_vjp` are the formulas, and with
+# `MINITENSOR_KERNELS=reference` they are all that runs. By default each is replaced by
+# a **kernel** (`minitensor/kernels/cpu.py`) that does the same steps on blocks of about
+# 65,000 scores, small enough to stay in the CPU's cache across the steps, shared between
+# the cores and written in place into reused buffers: the $(B, H, T, T)$ scores are read
+# from memory once instead of five times. The `@kernels.replaceable` line above each
+# formula names its kernel; a test checks the two give bit-identical numbers. The
+# lesson's tests always run your formula.

@@ -99,7 +99,7 @@ except RuntimeError as e:
 #
 # 1. the batch of token ids, host to GPU (B × T integers: a few kilobytes);
 # 2. the dropout masks. `F.dropout` draws them from the NumPy generator on the host, then
-#    copies them to the GPU (`backend.uniform`). This is deliberate: a seed gives the SAME masks
+#    copies them to the GPU (`F.uniform`). This is deliberate: a seed gives the SAME masks
 #    on every device, so a CPU run and a GPU run of the same seed can be compared number for
 #    number. The price is a host-to-GPU copy of one mask per dropout site per step;
 # 3. the loss, GPU to host, when the loop logs `float(loss)`: the conversion waits until every
@@ -109,7 +109,7 @@ except RuntimeError as e:
 
 # %%
 print(textwrap.indent(inspect.getsource(F.dropout), "    "))
-print(textwrap.indent(inspect.getsource(backend.uniform), "    "))
+print(textwrap.indent(inspect.getsource(F.uniform), "    "))
 
 # %% [markdown]
 # ## 4. Checkpoints and random numbers

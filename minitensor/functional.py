@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_array_module, keep_mask, to_device
+from . import kernels
+from .backend import device_of, get_array_module, to_device
 from .ops.linalg import Affine
 from .ops.nn import CrossEntropy, Dropout, LayerNorm, LogSoftmax, Softmax
 from .ops.unary import GELUErf, GELUTanh, ReLU
@@ -111,8 +112,24 @@ def dropout(x: Tensor, p: float, training: bool = True, rng: np.random.Generator
     if not training or p == 0.0:
         return x
     rng = np.random.default_rng() if rng is None else rng
-    keep = keep_mask(rng, x.shape, p, x.data)
+    keep = dropout_mask(rng, x.shape, p, x.data)
     return Dropout.apply(x, keep=keep, scale=1.0 / (1.0 - p))
+
+
+def uniform(rng: np.random.Generator, shape, like):
+    """Uniform [0, 1) samples of ``shape`` with ``like``'s dtype (float32 for a non-float), on ``like``'s device.
+
+    Drawn from the NumPy ``rng`` so that a seed gives the same numbers on every
+    device; on the GPU they are then copied over.
+    """
+    dtype = like.dtype if like.dtype in (np.float32, np.float64) else np.float32
+    return to_device(rng.random(shape, dtype=dtype), device_of(like))
+
+
+@kernels.replaceable("dropout_mask")
+def dropout_mask(rng: np.random.Generator, shape, p: float, like):
+    """The keep mask of dropout, True with probability ``1 - p``: ``uniform(rng, shape, like) >= p``."""
+    return uniform(rng, shape, like) >= p
 
 
 def embedding(ids, weight: Tensor) -> Tensor:

@@ -55,9 +55,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import parallel
 from ..autograd import Function
-from ..backend import device_of, get_array_module, to_device, uniform
+from ..backend import device_of, get_array_module, to_device
+from ..functional import uniform
+from ..ops.linalg import matrix_product
 from ..tensor import Tensor, stack
 from .masked import masked_softmax
 
@@ -82,7 +83,7 @@ def banded_dropout_mask(rng: np.random.Generator, p: float, *, shape, window: in
 
     ``shape`` (B, H, T, Dh) of q; ``n_global`` G. Draw order (fixed, so two generators seeded alike
     give the same masks): band (B, H, T, w+1), to_global (B, H, T, G), from_global (B, H, G, T), each
-    ``uniform(rng) >= p`` on ``like``'s device (the backend's :func:`~minitensor.backend.uniform`:
+    ``uniform(rng) >= p`` on ``like``'s device (:func:`minitensor.functional.uniform`:
     drawn by NumPy, copied to the GPU under CuPy)."""
     b, h, t = shape[0], shape[1], shape[2]
     like = np.zeros((), np.float64) if like is None else like
@@ -303,9 +304,9 @@ class BandedAttention(Function):
             ok = _to_sub(band_key_ok[:, :, None], d, n)  # (B, d, n, 1): zero padding = not ok
             ok = _pad_chunks(ok, half, c, nc)[..., 0]  # (B, d, nc, c+w): the keys of each chunk
             ok_blk = (on_strip & ok[..., None, :])[:, None]  # (B, 1, d, nc, c, c+w)
-            s_blk = xp.where(ok_blk, parallel.matmul(qs, xp.swapaxes(ks, -1, -2)), neg_inf)  # S^b in block form (B, Hd, d, nc, c, c+w)
+            s_blk = xp.where(ok_blk, matrix_product(qs, xp.swapaxes(ks, -1, -2)), neg_inf)  # S^b in block form (B, Hd, d, nc, c, c+w)
             del ok_blk
-            s_glob = parallel.matmul(qs, xp.swapaxes(k_hat[:, heads][:, :, None, None], -1, -2))  # S^g (B, Hd, d, nc, c, G)
+            s_glob = matrix_product(qs, xp.swapaxes(k_hat[:, heads][:, :, None, None], -1, -2))  # S^g (B, Hd, d, nc, c, G)
             ok_glob = global_valid[:, None, None, None, None, :]  # (B, 1, 1, 1, 1, G)
             if causal:
                 pos = (xp.arange(nc * c).reshape(nc, c)[None, :, :] * d
@@ -327,9 +328,9 @@ class BandedAttention(Function):
             keep_blk = keep_glob = None
             if keep is not None:  # dropout: D = s M ⊙ P mixes the values; P itself is kept for the softmax backward
                 keep_blk, keep_glob = _keep_blocks(keep, heads, d, n, c, nc, w)
-                o = (parallel.matmul(p_blk * keep_blk, vs) + parallel.matmul(p_glob * keep_glob, v_hat[:, heads][:, :, None, None])) * sdrop
+                o = (matrix_product(p_blk * keep_blk, vs) + matrix_product(p_glob * keep_glob, v_hat[:, heads][:, :, None, None])) * sdrop
             else:
-                o = parallel.matmul(p_blk, vs) + parallel.matmul(p_glob, v_hat[:, heads][:, :, None, None])  # (B, Hd, d, nc, c, Dh)
+                o = matrix_product(p_blk, vs) + matrix_product(p_glob, v_hat[:, heads][:, :, None, None])  # (B, Hd, d, nc, c, Dh)
             o = o.reshape(o.shape[:3] + (nc * c, dh))[..., :n, :]  # (B, Hd, d, n, Dh)
             out[:, heads] = _from_sub(o, t)  # (B, Hd, T, Dh)
             groups.append((d, heads, n, nc, qs, ks, vs, p_blk, p_glob, keep_blk, keep_glob))
@@ -373,8 +374,8 @@ class BandedAttention(Function):
             go = _q_chunks(_to_sub(g_loc[:, heads], d, n), c, nc)  # \bar o (B, Hd, d, nc, c, Dh)
             k_hat = ctx.k_hat[:, heads][:, :, None, None]  # (B, Hd, 1, 1, G, Dh)
             v_hat = ctx.v_hat[:, heads][:, :, None, None]
-            ds_blk = parallel.matmul(go, xp.swapaxes(vs, -1, -2))  # \bar P^b in block form (B, Hd, d, nc, c, c+w)
-            dp_glob = parallel.matmul(go, xp.swapaxes(v_hat, -1, -2))  # \bar P^g (B, Hd, d, nc, c, G)
+            ds_blk = matrix_product(go, xp.swapaxes(vs, -1, -2))  # \bar P^b in block form (B, Hd, d, nc, c, c+w)
+            dp_glob = matrix_product(go, xp.swapaxes(v_hat, -1, -2))  # \bar P^g (B, Hd, d, nc, c, G)
             if keep_blk is None:
                 d_blk, d_glob = p_blk, p_glob
             else:  # dropout: \bar P = s M ⊙ (\bar o V^T), and the values were mixed by D = s M ⊙ P
@@ -383,7 +384,7 @@ class BandedAttention(Function):
                 dp_glob *= keep_glob
                 dp_glob *= sdrop
                 d_blk, d_glob = p_blk * keep_blk * sdrop, p_glob * keep_glob * sdrop
-            dv_c = parallel.matmul(xp.swapaxes(d_blk, -1, -2), go)  # (B, Hd, d, nc, c+w, Dh)
+            dv_c = matrix_product(xp.swapaxes(d_blk, -1, -2), go)  # (B, Hd, d, nc, c+w, Dh)
             dv[:, heads] += _from_sub(_fold_chunks(dv_c, half, c, nc, n), t)
             del dv_c, d_blk
             dv_hat[:, heads] += (xp.swapaxes(d_glob, -1, -2) @ go).sum(axis=(2, 3))  # D^T \bar o
@@ -394,10 +395,10 @@ class BandedAttention(Function):
             ds_glob = p_glob * (dp_glob - cc)  # \bar S^g
             del dp_glob
             # qs holds σ q, so \bar k = (\bar S)^T (σ q) needs no extra σ; \bar q gets its σ here
-            dq_c = (parallel.matmul(ds_blk, ks) + parallel.matmul(ds_glob, k_hat)) * scale  # (B, Hd, d, nc, c, Dh)
+            dq_c = (matrix_product(ds_blk, ks) + matrix_product(ds_glob, k_hat)) * scale  # (B, Hd, d, nc, c, Dh)
             dq_c = dq_c.reshape(dq_c.shape[:3] + (nc * c, dq_c.shape[-1]))[..., :n, :]  # (B, Hd, d, n, Dh)
             dq[:, heads] += _from_sub(dq_c, t)
-            dk_c = parallel.matmul(xp.swapaxes(ds_blk, -1, -2), qs)  # (B, Hd, d, nc, c+w, Dh)
+            dk_c = matrix_product(xp.swapaxes(ds_blk, -1, -2), qs)  # (B, Hd, d, nc, c+w, Dh)
             dk[:, heads] += _from_sub(_fold_chunks(dk_c, half, c, nc, n), t)
             dk_hat[:, heads] += (xp.swapaxes(ds_glob, -1, -2) @ qs).sum(axis=(2, 3))
         onehot_t = xp.swapaxes(onehot, -1, -2)  # E^T (B, 1, T, G)

@@ -9,10 +9,9 @@ import math
 
 import numpy as np
 
-from .. import buffers
+from .. import kernels
 from ..autograd import Function
 from ..backend import device_of, get_array_module, to_device
-from ..parallel import for_blocks
 from ..tensor import Tensor, concat
 
 
@@ -36,11 +35,8 @@ class MaskedSoftmax(Function):
 
     @staticmethod
     def forward(ctx, scores, *, mask, axis):
-        xp = get_array_module(scores)
-        axis = axis - scores.ndim if axis >= 0 else axis  # negative: still the softmax axis of a block
-        mask = xp.broadcast_to(mask, scores.shape)  # a view: no full-size copy of a (T, T) mask
-        p = buffers.empty_like(scores)
-        for_blocks(lambda ix: _masked_softmax_rows(scores[ix], mask[ix], axis, p[ix]), scores.shape, axis, xp)
+        axis = axis - scores.ndim if axis >= 0 else axis  # negative: the same axis of any leading block
+        p = masked_softmax_rows(scores, mask, axis)
         ctx.save_for_backward(p)
         ctx.axis = axis
         return p
@@ -48,43 +44,30 @@ class MaskedSoftmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (p,) = ctx.saved_tensors
-        xp = get_array_module(p)
-        out = buffers.empty_like(p, xp.result_type(p, grad))
-        for_blocks(lambda ix: softmax_vjp(p[ix], grad[ix], ctx.axis, out[ix]), p.shape, ctx.axis, xp)
-        return out
+        return softmax_vjp(p, grad, ctx.axis)
 
 
-def _masked_softmax_rows(scores, mask, axis, out):
-    """The masked softmax of one block of rows, written into ``out`` (see :class:`MaskedSoftmax`).
-
-    :mod:`minitensor.parallel` runs it on cache-sized blocks, so the five steps
-    below reuse data still in the cache instead of each passing over memory.
-    """
+@kernels.replaceable("masked_softmax")
+def masked_softmax_rows(scores, mask, axis):
+    r"""$p = \mathrm{softmax}(s)$ along ``axis`` with $s_j = -\infty$ where ``mask`` is False (see :class:`MaskedSoftmax`)."""
     xp = get_array_module(scores)
-    out[...] = -np.inf
-    xp.copyto(out, scores, where=mask)  # -inf where masked
-    m = out.max(axis=axis, keepdims=True)
-    m[~xp.isfinite(m)] = 0  # fully-masked rows: any finite shift
-    out -= m
-    xp.exp(out, out=out)  # exp(-inf) = 0 at masked entries
-    total = out.sum(axis=axis, keepdims=True)
-    total[~(total > 0)] = 1  # 0 / 1 = 0 in fully-masked rows
-    out /= total
+    s = xp.where(mask, scores, xp.asarray(-np.inf, dtype=scores.dtype))  # -inf where masked
+    m = s.max(axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros((), dtype=m.dtype))  # fully-masked rows: any finite shift
+    e = xp.exp(s - m)  # exp(-inf) = 0 at masked entries
+    total = e.sum(axis=axis, keepdims=True)
+    return e / xp.where(total > 0, total, xp.ones((), dtype=total.dtype))  # 0 / 1 = 0 in fully-masked rows
 
 
-def softmax_vjp(p, grad, axis, out):
-    r"""$\bar s = p \odot (\bar p - \langle \bar p, p \rangle)$ along ``axis``, written into ``out``.
+@kernels.replaceable("softmax_vjp")
+def softmax_vjp(p, grad, axis):
+    r"""$\bar s = p \odot \big(\bar p - \langle \bar p, p \rangle\big)$ along ``axis``.
 
-    ``p`` is the softmax output, ``grad`` the upstream $\bar p$; ``out`` (their
-    shape) may be used as scratch space. :class:`MaskedSoftmax` calls it on one
-    cache-sized block of rows at a time.
+    ``p`` is the softmax output, ``grad`` the upstream $\bar p$; the inner product is
+    a sum over ``axis``, kept as an axis of length 1 so that it broadcasts.
     """
-    # BEGIN SOLUTION lesson 06: softmax_vjp: out = p * (grad - sum(grad * p)) along axis
-    xp = get_array_module(p)
-    gp = xp.multiply(grad, p, out=out)
-    row = gp.sum(axis=axis, keepdims=True)  # sum_k pbar_k p_k
-    xp.subtract(grad, row, out=out)
-    out *= p
+    # BEGIN SOLUTION lesson 06: softmax_vjp: the equation for \bar s_j in the MaskedSoftmax derivation (lesson 04 derived it too)
+    return p * (grad - (grad * p).sum(axis=axis, keepdims=True))
     # END SOLUTION
 
 
@@ -104,10 +87,12 @@ def masked_softmax(scores: Tensor, mask=None, axis: int = -1) -> Tensor:
     if mask.dtype != np.bool_:
         raise TypeError(f"masked_softmax: mask must be bool (True = may attend), got dtype {mask.dtype}")
     try:
-        np.broadcast_shapes(mask.shape, scores.shape)
+        fits = np.broadcast_shapes(mask.shape, scores.shape) == scores.shape
     except ValueError:
+        fits = False
+    if not fits:
         raise ValueError(f"masked_softmax: mask of shape {mask.shape} does not broadcast to scores of shape "
-                         f"{scores.shape}") from None
+                         f"{scores.shape}")
     if device_of(mask) != scores.device:
         mask = to_device(mask, scores.device)
     return MaskedSoftmax.apply(scores, mask=mask, axis=axis)

@@ -1,7 +1,14 @@
 r"""Matrix multiplication, and the affine map of a linear layer."""
-from .. import parallel
+from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
+
+
+@kernels.replaceable("matmul")
+def matrix_product(a, b, bias=None):
+    r"""$A B$ (plus ``bias`` on every row): NumPy's ``matmul`` of two arrays."""
+    out = get_array_module(a, b).matmul(a, b)
+    return out if bias is None else out + bias
 
 
 class MatMul(Function):
@@ -19,8 +26,8 @@ class MatMul(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
         if a.ndim > 2 and b.ndim == 2:
-            return parallel.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
-        return parallel.matmul(a, b)
+            return matrix_product(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+        return matrix_product(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -29,11 +36,11 @@ class MatMul(Function):
         xp = get_array_module(grad)
         if a.ndim > 2 and b.ndim == 2:
             g2 = grad.reshape(-1, grad.shape[-1])  # (rows, N)
-            ga = parallel.matmul(g2, b.T).reshape(a.shape) if need_a else None
-            gb = parallel.matmul(a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
+            ga = matrix_product(g2, b.T).reshape(a.shape) if need_a else None
+            gb = matrix_product(a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
             return ga, gb
-        ga = parallel.matmul(grad, xp.swapaxes(b, -1, -2)) if need_a else None
-        gb = parallel.matmul(xp.swapaxes(a, -1, -2), grad) if need_b else None
+        ga = matrix_product(grad, xp.swapaxes(b, -1, -2)) if need_a else None
+        gb = matrix_product(xp.swapaxes(a, -1, -2), grad) if need_b else None
         return ga, gb
 
 
@@ -52,7 +59,7 @@ class Affine(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1])  # (rows, in)
-        y = parallel.matmul(x2, weight.T, bias)  # (rows, out), bias added piece by piece
+        y = matrix_product(x2, weight.T, bias)  # (rows, out)
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -60,8 +67,8 @@ class Affine(Function):
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[:2]
         g2 = grad.reshape(-1, grad.shape[-1])  # (rows, out)
-        gx = parallel.matmul(g2, weight).reshape(x.shape) if need_x else None
-        gw = parallel.matmul(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        gx = matrix_product(g2, weight).reshape(x.shape) if need_x else None
+        gw = matrix_product(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
         if len(ctx.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, (g2.sum(axis=0) if ctx.needs_input_grad[2] else None)

@@ -5,10 +5,9 @@ them gives one node instead of many, a numerically stable forward, and a short
 hand-derived backward. ``tests/minitensor/test_fused.py`` checks every one
 against its composed twin.
 """
-from .. import buffers
+from .. import kernels
 from ..autograd import Function
 from ..backend import get_array_module
-from ..parallel import for_blocks
 
 
 class Softmax(Function):
@@ -118,51 +117,37 @@ class LayerNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, *, eps):
-        xp = get_array_module(x)
-        xhat = buffers.empty_like(x)
-        rstd = xp.empty(x.shape[:-1] + (1,), dtype=x.dtype)
-        y = buffers.empty_like(x, xp.result_type(x, weight, bias))
-
-        def block(ix):  # one block of rows, in cache across the steps (minitensor.parallel)
-            xb, centred = x[ix], xhat[ix]
-            xp.subtract(xb, xb.mean(axis=-1, keepdims=True), out=centred)
-            r = rstd[ix]
-            r[...] = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
-            centred *= r  # now xhat
-            yb = xp.multiply(centred, weight, out=y[ix])
-            yb += bias
-
-        for_blocks(block, x.shape, -1, xp)
+        y, xhat, rstd = layer_norm(x, weight, bias, eps)
         ctx.save_for_backward(xhat, rstd, weight)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         xhat, rstd, weight = ctx.saved_tensors
-        xp = get_array_module(grad)
         need_x, need_w, need_b = ctx.needs_input_grad
-        gx = None
-        if need_x:
-            gx = buffers.empty_like(xhat, xp.result_type(grad, weight, xhat))
-            for_blocks(lambda ix: layer_norm_dx(grad[ix], xhat[ix], rstd[ix], weight, gx[ix]), xhat.shape, -1, xp)
+        gx = layer_norm_dx(grad, xhat, rstd, weight) if need_x else None
         return gx, (grad * xhat if need_w else None), (grad if need_b else None)
 
 
-def layer_norm_dx(grad, xhat, rstd, weight, out):
-    r"""$\bar x = r\,(g - \overline{g} - \hat x\, \overline{g \hat x})$ with $g = \bar y \odot w$, into ``out``.
+@kernels.replaceable("layer_norm")
+def layer_norm(x, weight, bias, eps):
+    r"""$y = \hat x \odot w + b$ over the last axis; returns ``(y, xhat, rstd)``, $r$ with a kept axis."""
+    xp = get_array_module(x)
+    centred = x - x.mean(axis=-1, keepdims=True)  # x - mu
+    rstd = 1.0 / xp.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)  # r = (sigma^2 + eps)^(-1/2)
+    xhat = centred * rstd
+    return xhat * weight + bias, xhat, rstd
 
-    Means are over the last axis. :class:`LayerNorm` calls it on one block of
-    rows at a time; ``out`` (the shape of ``xhat``) may be used as scratch space.
+
+@kernels.replaceable("layer_norm_dx")
+def layer_norm_dx(grad, xhat, rstd, weight):
+    r"""$\bar x = r\,\big(g - \overline{g} - \hat x\, \overline{g \hat x}\big)$ with $g = \bar y \odot w$.
+
+    The bars are means over the last axis: the paths through $\mu$ and through $\sigma^2$.
     """
-    # BEGIN SOLUTION lesson 04: layer_norm_dx: out = rstd (g - mean(g) - xhat mean(g xhat)) with g = grad * weight
-    xp = get_array_module(grad)
+    # BEGIN SOLUTION lesson 04: layer_norm_dx: the equation for \bar x in the LayerNorm derivation above
     g = grad * weight
-    xp.multiply(g, xhat, out=out)
-    proj = out.mean(axis=-1, keepdims=True)  # (1/n) sum_i g_i xhat_i, the path through sigma^2
-    xp.multiply(xhat, proj, out=out)
-    out -= g
-    out += g.mean(axis=-1, keepdims=True)  # the path through mu
-    out *= -rstd  # r (g - mean(g) - xhat mean(g xhat)), built in place
+    return rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
     # END SOLUTION
 
 
@@ -172,29 +157,21 @@ class Dropout(Function):
 
     The composed form ``x * Tensor(keep * s)`` gives the same numbers, but builds a
     float mask of x's size and keeps it for backward; here the mask stays boolean
-    (a quarter of float32's memory) and each pass writes one buffer.
+    (a quarter of float32's memory).
     """
 
     @staticmethod
     def forward(ctx, x, *, keep, scale):
-        xp = get_array_module(x)
         scale = x.dtype.type(scale)
         ctx.keep, ctx.scale = keep, scale
-        return _scale_keep(xp, x, scale, keep)
+        return scale_keep(x, scale, keep)
 
     @staticmethod
     def backward(ctx, grad):
-        return _scale_keep(get_array_module(grad), grad, ctx.scale, ctx.keep)
+        return scale_keep(grad, ctx.scale, ctx.keep)
 
 
-def _scale_keep(xp, x, scale, keep):
-    """``x * scale * keep`` in one pass over cache-sized blocks (:mod:`minitensor.parallel`)."""
-    y = buffers.empty_like(x)
-    keep = xp.broadcast_to(keep, x.shape)
-
-    def block(ix):
-        yb = xp.multiply(x[ix], scale, out=y[ix])
-        yb *= keep[ix]
-
-    for_blocks(block, x.shape, None, xp)
-    return y
+@kernels.replaceable("scale_keep")
+def scale_keep(x, scale, keep):
+    r"""$x\,s \odot k$: the kept entries of ``x``, scaled."""
+    return x * scale * keep

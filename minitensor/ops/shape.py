@@ -1,7 +1,17 @@
 r"""Ops that move or select entries without changing their values: the backward
 of each routes every upstream gradient entry back to the input entry it came from."""
+from .. import kernels
 from ..autograd import Function
-from ..backend import get_array_module, scatter_add
+from ..backend import get_array_module
+
+
+@kernels.replaceable("scatter_add")
+def scatter_add(target, index, values) -> None:
+    """``target[index] += values`` in place, a repeated index adding every one of its values.
+
+    (Plain ``target[index] += values`` would add only one of them: NumPy's ``add.at`` is unbuffered.)
+    """
+    get_array_module(target).add.at(target, index, values)
 
 
 class Reshape(Function):

@@ -1,10 +1,11 @@
 r"""Elementwise functions of one tensor, each with its local derivative."""
 import math
 
-from .. import buffers
+import numpy as np
+
+from .. import kernels
 from ..autograd import Function
-from ..backend import erf, get_array_module
-from ..parallel import for_blocks
+from ..backend import get_array_module, to_numpy
 
 
 class Exp(Function):
@@ -81,45 +82,28 @@ class GELUTanh(Function):
 
     @staticmethod
     def forward(ctx, x):
-        xp = get_array_module(x)
-        t, y = buffers.empty_like(x), buffers.empty_like(x)
-
-        def block(ix):  # in place on the two outputs; blocks stay in cache between the steps
-            xb, u, yb = x[ix], t[ix], y[ix]
-            xp.multiply(xb, xb, out=u)
-            u *= _GELU_C
-            u += 1
-            u *= xb
-            u *= _GELU_K  # u = k x (1 + c x^2) = k (x + c x^3)
-            xp.tanh(u, out=u)  # t
-            xp.add(u, 1, out=yb)
-            yb *= xb
-            yb *= 0.5
-
-        for_blocks(block, x.shape, None, xp)
+        y, t = gelu_tanh(x)
         ctx.save_for_backward(x, t)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         x, t = ctx.saved_tensors
-        xp = get_array_module(x)
-        d = buffers.empty_like(x, xp.result_type(x, grad))
+        return gelu_tanh_backward(x, t, grad)
 
-        def block(ix):
-            xb, tb, db = x[ix], t[ix], d[ix]
-            xp.multiply(xb, xb, out=db)
-            db *= 3 * _GELU_C * _GELU_K
-            db += _GELU_K  # du/dx = k (1 + 3 c x^2)
-            db *= xb
-            db *= 1 - tb * tb  # sech^2 u = 1 - t^2 (a block-sized temporary)
-            db += tb
-            db += 1
-            db *= 0.5  # dy/dx = (1 + t + x (1 - t^2) du/dx) / 2
-            db *= grad[ix]
 
-        for_blocks(block, x.shape, None, xp)
-        return d
+@kernels.replaceable("gelu_tanh")
+def gelu_tanh(x):
+    r"""$t = \tanh\big(k(x + c x^3)\big)$ and $y = \tfrac12 x (1 + t)$; returns ``(y, t)``."""
+    t = get_array_module(x).tanh(_GELU_K * (x + _GELU_C * x ** 3))
+    return 0.5 * x * (1 + t), t
+
+
+@kernels.replaceable("gelu_tanh_backward")
+def gelu_tanh_backward(x, t, grad):
+    r"""$\bar x = \bar y \big(\tfrac12 (1 + t) + \tfrac12 x (1 - t^2)\, k (1 + 3 c x^2)\big)$."""
+    du_dx = _GELU_K * (1 + 3 * _GELU_C * x * x)
+    return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du_dx)
 
 
 class GELUErf(Function):
@@ -139,3 +123,15 @@ class GELUErf(Function):
         x, cdf = ctx.saved_tensors
         pdf = get_array_module(x).exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
         return grad * (cdf + x * pdf)
+
+
+@kernels.replaceable("erf")
+def erf(x):
+    r"""The error function $\mathrm{erf}(x) = \frac{2}{\sqrt\pi}\int_0^x e^{-s^2}\,ds$, elementwise.
+
+    NumPy has none, so this is Python's exact ``math.erf`` entry by entry (on the host, then back
+    to ``x``'s device): slow, and only the exact GELU needs it. The kernels use SciPy's (when
+    installed) or CuPy's.
+    """
+    values = np.vectorize(math.erf, otypes=[x.dtype])(to_numpy(x))
+    return get_array_module(x).asarray(values)

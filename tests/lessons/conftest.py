@@ -1,4 +1,7 @@
-"""The ``lesson`` fixture: the globals of lesson NN, run once per test module.
+"""The ``lesson`` fixture: the globals of lesson NN, run once per test module; reference kernels.
+
+Every test here runs with ``kernels.use("reference")``: the exercises are formulas, and a
+fast kernel registered under the same name would otherwise stand in for the student's code.
 
 A test module named ``test_lessonNN.py`` gets lesson ``lessons/NN_*.py``. In the
 student copy a lesson stops at its first unfinished exercise; the fixture turns
@@ -10,6 +13,14 @@ import runpy
 import pytest
 
 from lessons import lesson_files
+from minitensor import kernels
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reference_kernels():
+    """The formulas alone, for the whole module (a lesson run by the fixture below may set it too)."""
+    with kernels.use("reference"):
+        yield
 
 
 def lesson_path(number: str):

@@ -1,4 +1,4 @@
-"""The cache of large CPU blocks (minitensor/buffers.py) and the chunked dropout mask.
+"""The cache of large CPU blocks (minitensor/kernels/buffers.py).
 
 A block may be handed out again only when no array uses its memory; these
 tests hold views, views of views and saved tensors to make sure it never is
@@ -7,10 +7,17 @@ while one exists, and check the limit and ``clear``.
 import numpy as np
 import pytest
 
-from minitensor import buffers
-from minitensor.backend import keep_mask, uniform
+from minitensor import kernels
+from minitensor.kernels import buffers
 
 BIG = (buffers.MIN_BYTES // 4,)  # float32 entries of exactly MIN_BYTES
+
+
+@pytest.fixture(autouse=True)
+def fast_kernels():
+    """The kernels are what use the cache: run them even under MINITENSOR_KERNELS=reference."""
+    with kernels.use("fast"):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -119,14 +126,3 @@ def test_a_training_step_reuses_its_blocks_and_gives_the_same_numbers(monkeypatc
     assert [id(b) for b in buffers._blocks] == blocks_after_one  # the second step found them free
     assert first[0] == second[0] and np.array_equal(first[1], second[1])
 
-
-@pytest.mark.parametrize("shape, dtype", [((16, 8, 64, 70), np.float32), ((3, 70001), np.float64),
-                                          ((0, 5), np.float32), ((), np.float32), ((7,), np.int64)])
-def test_keep_mask_is_the_one_shot_mask_and_leaves_the_same_stream(shape, dtype):
-    like = np.zeros(1, dtype)
-    one_shot_rng, chunked_rng = np.random.default_rng(5), np.random.default_rng(5)
-    expected = uniform(one_shot_rng, shape, like) >= 0.1
-    got = keep_mask(chunked_rng, shape, 0.1, like)
-    assert got.dtype == np.bool_ and got.shape == expected.shape
-    assert np.array_equal(got, expected)
-    assert chunked_rng.random() == one_shot_rng.random()  # the generator is left in the same state

@@ -26,7 +26,8 @@ import threading
 
 import numpy as np
 
-from .backend import get_array_module, int_from_env
+from ..backend import get_array_module
+from . import int_from_env
 
 MIN_BYTES = 16 << 20  # smaller blocks are reused by malloc itself (its mmap threshold grows to 32 MiB)
 

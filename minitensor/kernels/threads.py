@@ -1,11 +1,11 @@
-r"""Splitting one op's CPU array work into cache-sized blocks, spread over the cores.
+r"""The CPU kernels' machinery: an array's work cut into cache-sized blocks, spread over the cores.
 
 NumPy runs each elementwise call on one core and in one pass over memory, so a
 softmax written as ``max``, ``subtract``, ``exp``, ``sum``, ``divide`` reads and
 writes the whole (B, H, T, T) score array five times from main memory, while
 the other cores sit idle. Two changes fix most of that without leaving Python:
 
-1. **Blocks.** The op runs its same NumPy steps on one block of rows at a time,
+1. **Blocks.** A kernel runs its formula's NumPy steps on one block of rows at a time,
    about ``BLOCK_ELEMENTS`` entries (256 KiB of float32), which stays in the
    core's L2 cache between the steps: one trip to memory instead of five.
 2. **Threads.** NumPy releases the GIL inside its loops, so the blocks can be
@@ -13,30 +13,32 @@ the other cores sit idle. Two changes fix most of that without leaving Python:
    block is taken from a shared counter when a thread is free, so a core that
    another program is using slows the op down only by its share.
 
-For these blocked ops the numbers do not change: each block is computed by
+For the blocked kernels the numbers do not change: each block is computed by
 the same calls as the whole array would be, and no reduction is ever cut
 across a block (a row's ``sum`` is the same pairwise sum). A test checks the
 results are bit-identical for every thread count. (Matrix products are split
 too, by :func:`matmul`; see there.)
 
 ``MINITENSOR_NUM_THREADS`` (or :func:`set_num_threads`) sets the thread count;
-1 keeps everything on the calling thread. CuPy arrays are one block, run on
-the calling thread: a GPU kernel already runs the whole array in parallel.
+1 keeps everything on the calling thread. (CuPy arrays never come here: a GPU
+already runs a whole array in parallel.)
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import glob
 import itertools
 import math
 import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import numpy as np
 
-from . import buffers
-from .backend import get_array_module, int_from_env, single_threaded_blas
+from . import buffers, int_from_env
 
 BLOCK_ELEMENTS = 1 << 16  # entries per block: 256 KiB of float32, half a core's L2 or less
 
@@ -92,8 +94,9 @@ def _get_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def blocks(shape, axis: int | None = None, target: int = BLOCK_ELEMENTS) -> list[tuple]:
-    """Index tuples that tile an array of ``shape`` into pieces of about ``target`` entries.
+def blocks(shape, axis: int | None = None, target: int | None = None) -> list[tuple]:
+    """Index tuples that tile an array of ``shape`` into pieces of about ``target`` entries
+    (default :data:`BLOCK_ELEMENTS`, read at each call).
 
     Only axes before ``axis`` are cut, so a reduction over ``axis`` (and over
     every later axis) always sees whole rows; ``axis=None`` allows cutting any
@@ -101,6 +104,7 @@ def blocks(shape, axis: int | None = None, target: int = BLOCK_ELEMENTS) -> list
     ``x`` exactly once. An array of ``target`` entries or fewer is one block,
     ``(...,)``, which gives a view even of a 0-d array.
     """
+    target = BLOCK_ELEMENTS if target is None else target
     ndim = len(shape)
     if axis is not None and ndim and not -ndim <= axis < ndim:
         raise ValueError(f"blocks: axis {axis} is out of range for shape {tuple(shape)}")
@@ -160,12 +164,60 @@ def run_blocks(fn, index_list) -> None:
         raise error
 
 
-def for_blocks(fn, shape, axis: int | None = None, xp=None, target: int = BLOCK_ELEMENTS) -> None:
-    """``run_blocks(fn, blocks(shape, axis, target))`` for NumPy; one call ``fn((...,))`` for CuPy (``xp``)."""
-    if xp is not None and xp.__name__ != "numpy":
-        fn((...,))
-        return
+def for_blocks(fn, shape, axis: int | None = None, target: int | None = None) -> None:
+    """``run_blocks(fn, blocks(shape, axis, target))``: ``fn`` once per block of an array of ``shape``."""
     run_blocks(fn, blocks(shape, axis, target))
+
+
+@lru_cache(maxsize=None)
+def _openblas_threads():
+    """(get, set) of the thread count of the OpenBLAS bundled with NumPy, or None.
+
+    NumPy's wheels ship OpenBLAS under a prefixed name (``scipy_openblas_*64_``);
+    a NumPy built on MKL, Accelerate or a system BLAS gives None, and the
+    callers then leave the threading alone.
+    """
+    root = os.path.dirname(np.__file__)
+    for lib in glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*")) + \
+            glob.glob(os.path.join(root, ".dylibs", "*openblas*")):
+        try:
+            dll = ctypes.CDLL(lib)  # already loaded by NumPy: this only looks it up
+        except OSError:
+            continue
+        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"), ("openblas", "")):
+            get = getattr(dll, f"{prefix}_get_num_threads{suffix}", None)
+            set_ = getattr(dll, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and set_ is not None:
+                set_.argtypes, set_.restype = [ctypes.c_int], None
+                get.restype = ctypes.c_int
+                return get, set_
+    return None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run NumPy's BLAS on one thread inside the block (a no-op for a BLAS we cannot steer).
+
+    For a STACK of small products (attention's (T, Dh) @ (Dh, T) per batch and
+    head) NumPy calls BLAS once per matrix, and OpenBLAS splits each small call
+    over its threads: the wake-up and join of every call then costs more than
+    the product itself, and on a machine whose cores are busy with other work a
+    thread may wait a whole scheduler slice to run (seconds per step, measured).
+    """
+    threads = _openblas_threads()
+    if threads is None:
+        yield
+        return
+    get, set_ = threads
+    before = get()
+    if before == 1:
+        yield
+        return
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 MATMUL_MIN_MACS = 1 << 22  # below ~4M multiply-adds (about a millisecond) one thread is as fast
@@ -182,8 +234,7 @@ def matmul(a, b, bias=None):
     and splits the product itself: a stack of matrices (attention's per-head
     products) by matrix, one large product by rows of the output (by columns
     when it is wider than tall). ``bias`` (broadcast over the rows) is added
-    to each piece of the output while it is still in cache. CuPy arrays go
-    straight to ``cupy.matmul``.
+    to each piece of the output while it is still in cache.
 
     A stack gives exactly the numbers of one call (each matrix is the same
     single-threaded BLAS call). A split product agrees to rounding, and is
@@ -195,13 +246,12 @@ def matmul(a, b, bias=None):
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     if bias is not None and bias.shape != (n,):
         raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
-    xp = get_array_module(a, b)
     count, threads = math.prod(batch), _threads
     small = count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * threads)
-    if xp is not np or threads == 1 or small:
+    if threads == 1 or small:
         # a small stack still runs on one BLAS thread: see single_threaded_blas
-        with single_threaded_blas(xp) if count > 1 else contextlib.nullcontext():
-            out = xp.matmul(a, b)
+        with single_threaded_blas() if count > 1 else contextlib.nullcontext():
+            out = np.matmul(a, b)
         if bias is not None:
             out += bias
         return out
@@ -225,7 +275,7 @@ def matmul(a, b, bias=None):
         if bias is not None:
             piece += bias[bias_ix[i]]
 
-    with single_threaded_blas(np):
+    with single_threaded_blas():
         run_blocks(product, range(len(out_ix)))
     return out
 

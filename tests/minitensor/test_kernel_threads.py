@@ -1,18 +1,18 @@
-r"""minitensor/parallel.py: cache-sized blocks over threads, and the matrix product shared between them.
+r"""minitensor/kernels/threads.py: cache-sized blocks over threads, and the matrix product shared between them.
 
 The module promises three things, each checked here:
 
-* :func:`~minitensor.parallel.blocks` tiles an array exactly once, never cutting an
+* :func:`~minitensor.kernels.threads.blocks` tiles an array exactly once, never cutting an
   axis at or after the reduction axis, with pieces of about ``target`` entries;
-* :func:`~minitensor.parallel.run_blocks` calls ``fn`` once per index on up to
-  :func:`~minitensor.parallel.num_threads` threads, re-raises the first error, and
+* :func:`~minitensor.kernels.threads.run_blocks` calls ``fn`` once per index on up to
+  :func:`~minitensor.kernels.threads.num_threads` threads, re-raises the first error, and
   runs nested calls on the calling thread (no deadlock);
 * the numbers do not depend on the thread count: masked softmax, tanh-GELU, dropout
   and every matrix product give BIT-IDENTICAL results (``np.array_equal``) for 1, 2
   and 3 threads, in float32 and float64, and agree with plain NumPy.
 
-The blocked ops call ``for_blocks`` with the default ``target`` (``BLOCK_ELEMENTS``,
-bound when the function was defined), so the fixed shapes below are larger than
+The blocked kernels call ``for_blocks`` with the default ``target`` (``BLOCK_ELEMENTS``),
+so the fixed shapes below are larger than
 65,536 entries and each test asserts that its shape really is split into several blocks.
 Matrix products are threaded only above ``MATMUL_MIN_MACS`` multiply-adds, and the
 fixed shapes are above it too (asserted as well).
@@ -28,9 +28,10 @@ from hypothesis import strategies as st
 
 import minitensor as mt
 import minitensor.functional as F
-from minitensor import parallel
+from minitensor import kernels
+from minitensor.kernels import threads as kernel_threads
 from minitensor.attention import causal_mask, masked_softmax
-from minitensor.backend import single_threaded_blas
+from minitensor.kernels.threads import single_threaded_blas
 
 THREADS = (1, 2, 3)
 DTYPES = (np.float32, np.float64)
@@ -45,21 +46,28 @@ HYP = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_f
 
 
 @pytest.fixture(autouse=True)
+def fast_kernels():
+    """These tests are about the CPU kernels: run them even under MINITENSOR_KERNELS=reference."""
+    with kernels.use("fast"):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def restore_threads():
     """Every test leaves the thread count as it found it, whatever it set or however it failed."""
-    before = parallel.num_threads()
+    before = kernel_threads.num_threads()
     yield
-    parallel.set_num_threads(before)
+    kernel_threads.set_num_threads(before)
 
 
 @contextlib.contextmanager
 def using_threads(n):
-    before = parallel.num_threads()
-    parallel.set_num_threads(n)
+    before = kernel_threads.num_threads()
+    kernel_threads.set_num_threads(n)
     try:
         yield
     finally:
-        parallel.set_num_threads(before)
+        kernel_threads.set_num_threads(before)
 
 
 def per_thread_count(fn):
@@ -73,7 +81,7 @@ def per_thread_count(fn):
 
 def assert_all_equal(results, what, exact=True):
     """Every thread count gave the same arrays (and dtypes) as one thread: bit for bit when ``exact``,
-    else to rounding (a matrix product split into row pieces; see parallel.matmul)."""
+    else to rounding (a matrix product split into row pieces; see kernel_threads.matmul)."""
     first = results[0]
     for n, other in zip(THREADS[1:], results[1:]):
         for i, (a, b) in enumerate(zip(first, other)):
@@ -119,7 +127,7 @@ def block_shapes(draw, max_entries=6000):
 
 
 def check_tiling(shape, axis, target):
-    bl = parallel.blocks(shape, axis, target)
+    bl = kernel_threads.blocks(shape, axis, target)
     ndim = len(shape)
     cut_limit = ndim if axis is None else (axis % ndim if ndim else 0)  # axes >= cut_limit must stay whole
     whole = shape[cut_limit:]
@@ -158,8 +166,8 @@ def test_blocks_cover_every_entry_once_and_keep_trailing_axes_whole(shape, data,
 ])
 def test_blocks_with_the_default_target(shape, axis):
     """The sizes the op tests below rely on: split into several blocks at the default target."""
-    check_tiling(shape, axis, parallel.BLOCK_ELEMENTS)
-    n = len(parallel.blocks(shape, axis))
+    check_tiling(shape, axis, kernel_threads.BLOCK_ELEMENTS)
+    n = len(kernel_threads.blocks(shape, axis))
     if axis == 0 or (len(shape) == 1 and axis is not None):
         assert n == 1  # a reduction over every axis: nothing may be cut
     else:
@@ -169,9 +177,9 @@ def test_blocks_with_the_default_target(shape, axis):
 @pytest.mark.parametrize("axis", [None, 0, -1])
 @pytest.mark.parametrize("target", [0, 1, 500])
 def test_blocks_of_a_0d_shape(axis, target):
-    assert parallel.blocks((), axis, target) == [(...,)]
+    assert kernel_threads.blocks((), axis, target) == [(...,)]
     x = np.zeros(())
-    view = x[parallel.blocks((), axis, target)[0]]
+    view = x[kernel_threads.blocks((), axis, target)[0]]
     view += 1  # (...,) gives a view even of a 0-d array
     assert x == 1
 
@@ -179,7 +187,7 @@ def test_blocks_of_a_0d_shape(axis, target):
 def test_blocks_of_zero_size_shapes_are_one_block():
     for shape in [(0,), (3, 0, 5), (0, 40, 40, 40), (40, 40, 40, 0)]:
         for axis in [None, -1, 1 % len(shape)]:
-            assert parallel.blocks(shape, axis, 1) == [(...,)]
+            assert kernel_threads.blocks(shape, axis, 1) == [(...,)]
 
 
 # ====================================================================== run_blocks
@@ -187,7 +195,7 @@ def test_blocks_of_zero_size_shapes_are_one_block():
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 64])
 def test_run_blocks_calls_fn_once_per_index(threads, n):
-    parallel.set_num_threads(threads)
+    kernel_threads.set_num_threads(threads)
     seen, lock = [], threading.Lock()
     index_list = [("block", i) for i in range(n)]
 
@@ -195,7 +203,7 @@ def test_run_blocks_calls_fn_once_per_index(threads, n):
         with lock:
             seen.append(ix)
 
-    parallel.run_blocks(fn, index_list)
+    kernel_threads.run_blocks(fn, index_list)
     assert sorted(seen) == index_list
 
 
@@ -209,35 +217,35 @@ def barrier_run(threads, timeout=10.0):
         with lock:
             names.add(threading.current_thread().name)
 
-    parallel.run_blocks(fn, list(range(threads)))
+    kernel_threads.run_blocks(fn, list(range(threads)))
     return names
 
 
 @pytest.mark.parametrize("threads", [2, 3])
 def test_run_blocks_really_uses_that_many_threads(threads):
-    parallel.set_num_threads(threads)
+    kernel_threads.set_num_threads(threads)
     for _ in range(2):  # twice: the calling thread is usable again after a run
         names = barrier_run(threads)
         assert len(names) == threads and threading.current_thread().name in names
 
 
 def test_changing_the_thread_count_replaces_the_pool():
-    parallel.set_num_threads(2)
+    kernel_threads.set_num_threads(2)
     assert len(barrier_run(2)) == 2
-    parallel.set_num_threads(3)
-    assert parallel.num_threads() == 3
+    kernel_threads.set_num_threads(3)
+    assert kernel_threads.num_threads() == 3
     assert len(barrier_run(3)) == 3
-    parallel.set_num_threads(1)
+    kernel_threads.set_num_threads(1)
     seen = []
-    parallel.run_blocks(lambda ix: seen.append(threading.current_thread()), range(5))
+    kernel_threads.run_blocks(lambda ix: seen.append(threading.current_thread()), range(5))
     assert seen == [threading.current_thread()] * 5  # 1 thread: everything on the caller
-    parallel.set_num_threads(2)
+    kernel_threads.set_num_threads(2)
     assert len(barrier_run(2)) == 2
 
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_run_blocks_reraises_an_error_and_the_pool_still_works(threads):
-    parallel.set_num_threads(threads)
+    kernel_threads.set_num_threads(threads)
 
     def fn(ix):
         if ix == 3:
@@ -245,14 +253,14 @@ def test_run_blocks_reraises_an_error_and_the_pool_still_works(threads):
 
     for _ in range(2):
         with pytest.raises(ValueError, match="boom in block 3"):
-            parallel.run_blocks(fn, list(range(20)))
+            kernel_threads.run_blocks(fn, list(range(20)))
     seen, lock = [], threading.Lock()
 
     def ok(ix):
         with lock:
             seen.append(ix)
 
-    parallel.run_blocks(ok, list(range(20)))
+    kernel_threads.run_blocks(ok, list(range(20)))
     assert sorted(seen) == list(range(20))
     if threads > 1:
         assert len(barrier_run(threads)) == threads
@@ -261,7 +269,7 @@ def test_run_blocks_reraises_an_error_and_the_pool_still_works(threads):
 @pytest.mark.parametrize("threads", [2, 3])
 def test_run_blocks_reraises_an_error_from_a_pool_thread(threads):
     """The failing call runs on a helper thread (not the caller): its error still reaches the caller."""
-    parallel.set_num_threads(threads)
+    kernel_threads.set_num_threads(threads)
     caller = threading.current_thread()
     barrier = threading.Barrier(threads, timeout=10.0)
 
@@ -271,13 +279,13 @@ def test_run_blocks_reraises_an_error_from_a_pool_thread(threads):
             raise KeyError(f"helper failed on {ix}")
 
     with pytest.raises(KeyError, match="helper failed on"):
-        parallel.run_blocks(fn, list(range(threads)))
+        kernel_threads.run_blocks(fn, list(range(threads)))
     assert len(barrier_run(threads)) == threads
 
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_nested_run_blocks_does_not_deadlock(threads):
-    parallel.set_num_threads(threads)
+    kernel_threads.set_num_threads(threads)
     seen, lock = [], threading.Lock()
 
     def inner(outer_ix):
@@ -287,13 +295,13 @@ def test_nested_run_blocks_does_not_deadlock(threads):
         return fn
 
     def outer(ix):
-        parallel.run_blocks(inner(ix), list(range(7)))
+        kernel_threads.run_blocks(inner(ix), list(range(7)))
 
-    run_in_thread(lambda: parallel.run_blocks(outer, list(range(2 * threads + 1))))
+    run_in_thread(lambda: kernel_threads.run_blocks(outer, list(range(2 * threads + 1))))
     assert sorted(seen) == [(i, j) for i in range(2 * threads + 1) for j in range(7)]
     # and nesting from the test's own thread, one level deeper
     seen.clear()
-    run_in_thread(lambda: parallel.run_blocks(lambda i: parallel.run_blocks(outer, [i]), list(range(5))))
+    run_in_thread(lambda: kernel_threads.run_blocks(lambda i: kernel_threads.run_blocks(outer, [i]), list(range(5))))
     assert sorted(seen) == [(i, j) for i in range(5) for j in range(7)]
     if threads > 1:
         assert len(barrier_run(threads)) == threads  # the nested runs left the pool usable
@@ -303,30 +311,30 @@ def test_nested_run_blocks_does_not_deadlock(threads):
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, False, "2", None])
 def test_set_num_threads_rejects_bad_values(bad):
-    parallel.set_num_threads(2)
+    kernel_threads.set_num_threads(2)
     with pytest.raises(ValueError, match="set_num_threads"):
-        parallel.set_num_threads(bad)
-    assert parallel.num_threads() == 2  # unchanged
+        kernel_threads.set_num_threads(bad)
+    assert kernel_threads.num_threads() == 2  # unchanged
 
 
 def test_set_num_threads_sets_the_count():
     for n in (3, 1, 2):
-        parallel.set_num_threads(n)
-        assert parallel.num_threads() == n
+        kernel_threads.set_num_threads(n)
+        assert kernel_threads.num_threads() == n
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5", ""])
 def test_bad_environment_variable_is_named(monkeypatch, value):
     monkeypatch.setenv("MINITENSOR_NUM_THREADS", value)
     with pytest.raises(ValueError, match="MINITENSOR_NUM_THREADS"):
-        parallel._default_threads()
+        kernel_threads._default_threads()
 
 
 def test_environment_variable_sets_the_default(monkeypatch):
     monkeypatch.setenv("MINITENSOR_NUM_THREADS", "3")
-    assert parallel._default_threads() == 3
+    assert kernel_threads._default_threads() == 3
     monkeypatch.delenv("MINITENSOR_NUM_THREADS")
-    assert parallel._default_threads() >= 1
+    assert kernel_threads._default_threads() >= 1
 
 
 # ====================================================================== masked softmax: bit-identical
@@ -379,7 +387,7 @@ def check_masked_softmax(scores, mask, axis, upstream):
 @pytest.mark.parametrize("axis", [-1, -2])
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES)
 def test_masked_softmax_is_bit_identical_for_every_thread_count(shape, axis, mask_kind, dtype):
-    assert len(parallel.blocks(shape, axis)) > 1, "the shape must be split for this test to mean anything"
+    assert len(kernel_threads.blocks(shape, axis)) > 1, "the shape must be split for this test to mean anything"
     rng = np.random.default_rng([len(shape), -axis, mask_kind == "causal", dtype == np.float32])
     scores = (rng.standard_normal(shape) * 3).astype(dtype)
     upstream = rng.standard_normal(shape).astype(dtype)
@@ -423,7 +431,7 @@ def gelu_reference(x, upstream):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
 def test_gelu_tanh_is_bit_identical_for_every_thread_count(shape, dtype):
-    assert len(parallel.blocks(shape)) > 1
+    assert len(kernel_threads.blocks(shape)) > 1
     rng = np.random.default_rng(1)
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     upstream = rng.standard_normal(shape).astype(dtype)
@@ -444,7 +452,7 @@ def test_gelu_tanh_is_bit_identical_for_every_thread_count(shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(4096, 96), (3, 700, 257)])
 def test_layer_norm_is_bit_identical_for_every_thread_count(shape, dtype):
-    assert len(parallel.blocks(shape, -1)) > 1
+    assert len(kernel_threads.blocks(shape, -1)) > 1
     rng = np.random.default_rng(2)
     x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
     w, b = rng.standard_normal(shape[-1]).astype(dtype), rng.standard_normal(shape[-1]).astype(dtype)
@@ -471,7 +479,7 @@ def test_layer_norm_is_bit_identical_for_every_thread_count(shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
 def test_dropout_is_bit_identical_for_every_thread_count(shape, dtype):
-    assert len(parallel.blocks(shape)) > 1
+    assert len(kernel_threads.blocks(shape)) > 1
     p = 0.3
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape).astype(dtype)
@@ -525,7 +533,7 @@ MATMUL_CASES = {
 @pytest.mark.parametrize("case", list(MATMUL_CASES))
 def test_tensor_matmul_is_bit_identical_for_every_thread_count(case, dtype):
     a_shape, b_shape, a_t, b_t = MATMUL_CASES[case]
-    assert macs(a_shape, b_shape) >= parallel.MATMUL_MIN_MACS, "the product must be large enough to be threaded"
+    assert macs(a_shape, b_shape) >= kernel_threads.MATMUL_MIN_MACS, "the product must be large enough to be threaded"
     rng = np.random.default_rng(3)
     a, b = operand(rng, a_shape, dtype, a_t), operand(rng, b_shape, dtype, b_t)
     out_shape = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
@@ -539,7 +547,7 @@ def test_tensor_matmul_is_bit_identical_for_every_thread_count(case, dtype):
 
     results = per_thread_count(run)
     a64, b64, u64 = a.astype(np.float64), b.astype(np.float64), upstream.astype(np.float64)
-    with single_threaded_blas(np):  # OpenBLAS's own threads on a stack of small products: slow on a busy machine
+    with single_threaded_blas():  # OpenBLAS's own threads on a stack of small products: slow on a busy machine
         y_ref = np.matmul(a64, b64)
         ga_ref = np.matmul(u64, np.swapaxes(b64, -1, -2))
         gb_ref = np.matmul(np.swapaxes(a64, -1, -2), u64)
@@ -563,7 +571,7 @@ def test_linear_layer_is_bit_identical_for_every_thread_count(x_shape, dtype):
     w0, b0 = layer.weight.data.copy(), layer.bias.data.copy()
     x = rng.standard_normal(x_shape).astype(dtype)
     upstream = rng.standard_normal(x_shape[:-1] + (300,)).astype(dtype)
-    assert macs((math.prod(x_shape[:-1]), 64), (64, 300)) >= parallel.MATMUL_MIN_MACS
+    assert macs((math.prod(x_shape[:-1]), 64), (64, 300)) >= kernel_threads.MATMUL_MIN_MACS
 
     def run():
         layer.weight.grad = layer.bias.grad = None
@@ -583,7 +591,7 @@ def test_linear_layer_is_bit_identical_for_every_thread_count(x_shape, dtype):
     assert_all_equal(results, f"Linear{x_shape}", exact=False)
 
 
-# ====================================================================== parallel.matmul directly
+# ====================================================================== kernels.threads.matmul directly
 
 DIRECT_CASES = [  # a shape, b shape, bias?, a transposed?
     ((4096, 64), (64, 300), True, False),
@@ -608,8 +616,8 @@ def test_parallel_matmul_equals_numpy(a_shape, b_shape, with_bias, a_t, dtype):
     rng = np.random.default_rng(6)
     a, b = operand(rng, a_shape, dtype, a_t), rng.standard_normal(b_shape).astype(dtype)
     bias = rng.standard_normal(b_shape[-1]).astype(dtype) if with_bias else None
-    results = per_thread_count(lambda: (parallel.matmul(a, b, bias),))
-    with single_threaded_blas(np):
+    results = per_thread_count(lambda: (kernel_threads.matmul(a, b, bias),))
+    with single_threaded_blas():
         expected = np.matmul(a.astype(np.float64), b.astype(np.float64)) + (0 if bias is None else bias)
         dtype_ref = np.matmul(a[..., :1, :], b).dtype
     tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else CLOSE[dtype]
@@ -617,13 +625,13 @@ def test_parallel_matmul_equals_numpy(a_shape, b_shape, with_bias, a_t, dtype):
         assert out.shape == expected.shape and out.dtype == dtype_ref
         np.testing.assert_allclose(out, expected, **tol, err_msg=f"{n} threads")
     stack = math.prod(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) > 1
-    assert_all_equal(results, f"parallel.matmul{a_shape, b_shape}", exact=stack)
+    assert_all_equal(results, f"kernel_threads.matmul{a_shape, b_shape}", exact=stack)
 
 
 def test_parallel_matmul_of_mixed_dtypes():
     rng = np.random.default_rng(7)
     a, b = rng.standard_normal((4096, 64)).astype(np.float32), rng.standard_normal((64, 300))
-    results = per_thread_count(lambda: (parallel.matmul(a, b),))
+    results = per_thread_count(lambda: (kernel_threads.matmul(a, b),))
     for (out,) in results:
         assert out.dtype == np.float64
         np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-12, atol=1e-12)
@@ -638,9 +646,9 @@ def test_parallel_matmul_agrees_with_one_whole_call(threads, a_t, b_t, dtype):
     rng = np.random.default_rng(8)
     a, b = operand(rng, (4096, 64), dtype, a_t), operand(rng, (64, 300), dtype, b_t)
     bias = rng.standard_normal(300).astype(dtype)
-    parallel.set_num_threads(threads)
-    got, got_bias = parallel.matmul(a, b), parallel.matmul(a, b, bias)
-    with single_threaded_blas(np):
+    kernel_threads.set_num_threads(threads)
+    got, got_bias = kernel_threads.matmul(a, b), kernel_threads.matmul(a, b, bias)
+    with single_threaded_blas():
         whole = np.matmul(a, b)
     np.testing.assert_allclose(got, whole, **ROUNDING[dtype])
     np.testing.assert_allclose(got_bias, whole + bias, **ROUNDING[dtype])
@@ -650,7 +658,7 @@ def test_parallel_matmul_agrees_with_one_whole_call(threads, a_t, b_t, dtype):
 def test_parallel_matmul_rejects_a_bias_that_is_not_one_per_column(bias_shape):
     a, b = np.ones((4096, 64)), np.ones((64, 300))
     with pytest.raises(ValueError, match="bias"):
-        parallel.matmul(a, b, np.zeros(bias_shape))
+        kernel_threads.matmul(a, b, np.zeros(bias_shape))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -659,8 +667,8 @@ def test_stacked_parallel_matmul_gives_the_numbers_of_one_whole_call(threads, dt
     """A stack is shared out by whole matrices: each one is the single-threaded BLAS call of the whole stack."""
     rng = np.random.default_rng(9)
     a, b = rng.standard_normal((8, 4, 128, 64)).astype(dtype), rng.standard_normal((8, 1, 64, 300)).astype(dtype)
-    parallel.set_num_threads(threads)
-    got = parallel.matmul(a, b)
-    with single_threaded_blas(np):
+    kernel_threads.set_num_threads(threads)
+    got = kernel_threads.matmul(a, b)
+    with single_threaded_blas():
         whole = np.matmul(a, b)
     assert np.array_equal(got, whole)

@@ -1,0 +1,185 @@
+r"""The CPU kernels: each computes its formula's numbers on cache-sized blocks spread over the cores.
+
+Why it pays (:mod:`.threads` says more): NumPy runs each elementwise call on one
+core and in one pass over memory, so a formula of five steps reads and writes
+an array five times from main memory. A kernel runs the SAME steps on one block
+of rows at a time (it stays in the core's cache between the steps), writes in
+place into its output, takes large outputs from the buffer cache
+(:mod:`.buffers`), and shares the blocks between threads. The steps are the
+formula's, in the formula's order, and a reduction is never cut across blocks,
+so most kernels here are bit-identical to their formulas (``exact=True``).
+
+Each kernel has the signature of the formula it replaces (named in ``register``).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import numpy as np
+
+from . import buffers, register, threads
+from .threads import for_blocks
+
+_GELU_K = math.sqrt(2.0 / math.pi)  # minitensor.ops.unary's constants, repeated: kernels never import ops
+_GELU_C = 0.044715
+
+
+@register("masked_softmax", exact=True)
+def masked_softmax(scores, mask, axis):
+    """:func:`minitensor.attention.masked.masked_softmax_rows`, one block of rows at a time, into one buffer."""
+    mask = np.broadcast_to(mask, scores.shape)  # a view: no full-size copy of a (T, T) mask
+    p = buffers.empty_like(scores)
+
+    def block(ix):
+        out = p[ix]
+        out[...] = -np.inf
+        np.copyto(out, scores[ix], where=mask[ix])  # -inf where masked
+        m = out.max(axis=axis, keepdims=True)
+        m[~np.isfinite(m)] = 0
+        out -= m
+        np.exp(out, out=out)
+        total = out.sum(axis=axis, keepdims=True)
+        total[~(total > 0)] = 1
+        out /= total
+
+    for_blocks(block, scores.shape, axis)
+    return p
+
+
+@register("softmax_vjp", exact=True)
+def softmax_vjp(p, grad, axis):
+    """:func:`minitensor.attention.masked.softmax_vjp` by blocks: ``p (grad - sum(grad p))`` built in place."""
+    out = buffers.empty_like(p, np.result_type(p, grad))
+
+    def block(ix):
+        o, pb, gb = out[ix], p[ix], grad[ix]
+        np.multiply(gb, pb, out=o)
+        row = o.sum(axis=axis, keepdims=True)
+        np.subtract(gb, row, out=o)
+        o *= pb
+
+    for_blocks(block, p.shape, axis)
+    return out
+
+
+@register("gelu_tanh", exact=False)
+def gelu_tanh(x):
+    """:func:`minitensor.ops.unary.gelu_tanh` in place on its two outputs, block by block."""
+    t, y = buffers.empty_like(x), buffers.empty_like(x)
+
+    def block(ix):
+        xb, u, yb = x[ix], t[ix], y[ix]
+        np.multiply(xb, xb, out=u)
+        u *= _GELU_C
+        u += 1
+        u *= xb
+        u *= _GELU_K  # u = k x (1 + c x^2): the formula's k (x + c x^3), rounded differently
+        np.tanh(u, out=u)  # t
+        np.add(u, 1, out=yb)
+        yb *= xb
+        yb *= 0.5
+
+    for_blocks(block, x.shape)
+    return y, t
+
+
+@register("gelu_tanh_backward", exact=False)
+def gelu_tanh_backward(x, t, grad):
+    """:func:`minitensor.ops.unary.gelu_tanh_backward` in place, block by block."""
+    d = buffers.empty_like(x, np.result_type(x, grad))
+
+    def block(ix):
+        xb, tb, db = x[ix], t[ix], d[ix]
+        np.multiply(xb, xb, out=db)
+        db *= 3 * _GELU_C * _GELU_K
+        db += _GELU_K  # du/dx = k (1 + 3 c x^2)
+        db *= xb
+        db *= 1 - tb * tb  # x (1 - t^2) du/dx (1 - t^2 is a block-sized temporary)
+        db += tb
+        db += 1
+        db *= 0.5
+        db *= grad[ix]
+
+    for_blocks(block, x.shape)
+    return d
+
+
+@register("layer_norm", exact=True)
+def layer_norm(x, weight, bias, eps):
+    """:func:`minitensor.ops.nn.layer_norm` on blocks of whole rows, ``xhat`` built in place."""
+    xhat = buffers.empty_like(x)
+    rstd = np.empty(x.shape[:-1] + (1,), dtype=x.dtype)
+    y = buffers.empty_like(x, np.result_type(x, weight, bias))
+
+    def block(ix):
+        xb, centred, r = x[ix], xhat[ix], rstd[ix]
+        np.subtract(xb, xb.mean(axis=-1, keepdims=True), out=centred)
+        r[...] = 1.0 / np.sqrt((centred * centred).mean(axis=-1, keepdims=True) + eps)
+        centred *= r
+        yb = np.multiply(centred, weight, out=y[ix])
+        yb += bias
+
+    for_blocks(block, x.shape, -1)
+    return y, xhat, rstd
+
+
+@register("layer_norm_dx", exact=True)
+def layer_norm_dx(grad, xhat, rstd, weight):
+    """:func:`minitensor.ops.nn.layer_norm_dx` on blocks of whole rows, in the formula's order."""
+    out = buffers.empty_like(xhat, np.result_type(grad, weight, xhat))
+
+    def block(ix):
+        o, xb = out[ix], xhat[ix]
+        g = grad[ix] * weight
+        np.subtract(g, g.mean(axis=-1, keepdims=True), out=o)
+        g *= xb
+        o -= xb * g.mean(axis=-1, keepdims=True)
+        o *= rstd[ix]
+
+    for_blocks(block, xhat.shape, -1)
+    return out
+
+
+@register("scale_keep", exact=True)
+def scale_keep(x, scale, keep):
+    """:func:`minitensor.ops.nn.scale_keep` (dropout) in one pass over blocks."""
+    y = buffers.empty_like(x)
+    keep = np.broadcast_to(keep, x.shape)
+
+    def block(ix):
+        yb = np.multiply(x[ix], scale, out=y[ix])
+        yb *= keep[ix]
+
+    for_blocks(block, x.shape)
+    return y
+
+
+@register("dropout_mask", exact=True)
+def dropout_mask(rng, shape, p, like):
+    """:func:`minitensor.functional.dropout_mask` without ever holding the full-size uniform array.
+
+    The samples are drawn in chunks into one small buffer that stays in cache, and
+    only the boolean mask is written out. A Generator fills an array in order, and
+    drawing it in pieces continues the same stream: the mask is the formula's.
+    """
+    keep = np.empty(shape, dtype=bool)
+    flat = keep.reshape(-1)
+    dtype = like.dtype if like.dtype in (np.float32, np.float64) else np.float32
+    chunk_buffer = np.empty(max(1, min(flat.size, 1 << 16)), dtype=dtype)
+    for start in range(0, flat.size, chunk_buffer.size):
+        chunk = chunk_buffer[: min(chunk_buffer.size, flat.size - start)]
+        rng.random(out=chunk, dtype=chunk.dtype)
+        np.greater_equal(chunk, p, out=flat[start:start + chunk.size])
+    return keep
+
+
+register("matmul", exact=False)(threads.matmul)  # split over the threads, BLAS on one thread each
+
+if importlib.util.find_spec("scipy") is not None:  # optional: SciPy's erf is exact and vectorised
+    @register("erf", exact=False)
+    def erf(x):
+        """:func:`minitensor.ops.unary.erf` by SciPy (to within an ulp of ``math.erf``)."""
+        from scipy.special import erf as scipy_erf  # noqa: PLC0415  (imported on first use only)
+
+        return np.asarray(scipy_erf(x), dtype=x.dtype)

@@ -445,6 +445,36 @@ except mt.testing.GradcheckError as err:
     print("gradcheck on ForgetfulFlip:", err)
 
 # %% [markdown]
+# **Right numbers, wrong memory.** The engine keeps a fresh gradient array as
+# a leaf's `.grad` and later adds into it in place, so a backward must return
+# new arrays or views of its `grad`, never an array it saved. `ThriftyTanh`
+# below saves memory by writing the correct gradient into its saved output
+# `y` and returning it: the numbers are right, but `x.grad` would now *be* `y`
+# and the next `x.grad += ...` would rewrite the forward output. Finite
+# differences cannot see this, so `gradcheck` always runs the backward with the
+# engine's contract check on (`with mt.debug_mode():` or `MINITENSOR_DEBUG=1`
+# turns it on anywhere), and it names the op.
+
+
+# %%
+class ThriftyTanh(GoodTanh):
+    r"""$\bar x = (1 - y^2)\,\bar y$, right, but written into the saved $y$ and returned (a bug)."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        y[...] = grad * (1 - y * y)
+        return y  # should be a new array: return grad * (1 - y * y)
+
+
+try:
+    mt.testing.gradcheck(ThriftyTanh.apply, x)
+    contract_caught = False
+except mt.AutogradContractError as err:
+    contract_caught = True
+    print("gradcheck on ThriftyTanh:", err)
+
+# %% [markdown]
 # ## 7. Big tensors: the directional check
 #
 # `gradcheck` costs two evaluations of the whole function per input entry. For

@@ -3,8 +3,16 @@
     import minitensor as mt
     import minitensor.functional as F
 """
-from . import attention, functional, nn, optim, testing
-from .autograd import Function, is_grad_enabled, no_grad
+from . import attention, functional, kernels, nn, optim, testing
+from .autograd import (
+    AutogradContractError,
+    Function,
+    debug_mode,
+    is_debug_enabled,
+    is_grad_enabled,
+    no_grad,
+    set_debug,
+)
 from .backend import gpu_available
 from .io import load, save
 from .tensor import (
@@ -37,7 +45,8 @@ from .tensor import (
 )
 
 __all__ = [
-    "attention", "functional", "nn", "optim", "testing", "Function", "is_grad_enabled", "no_grad",
+    "attention", "functional", "kernels", "nn", "optim", "testing", "AutogradContractError", "Function", "debug_mode",
+    "is_debug_enabled", "is_grad_enabled", "no_grad", "set_debug",
     "gpu_available", "load", "save", "Tensor", "arange", "concat", "exp", "float32", "float64",
     "full", "full_like", "int64", "log", "matmul", "maximum", "ones", "ones_like", "rand", "randn",
     "randn_like", "sigmoid", "split", "sqrt", "stack", "tanh", "tensor", "where", "zeros",

@@ -21,10 +21,18 @@ $$\bar x = \sum_{y \,\in\, \text{consumers}(x)} \bar y \,\frac{\partial y}{\part
 Broadcasting is undone here, in one place (:func:`unbroadcast`): an op may
 return a gradient of its output's shape and the engine sums it back to the
 input's shape.
+
+The engine trusts one rule (the contract of ``Function.backward``): every array
+a backward returns is new, or a view of the ``grad`` it was given; never an
+array the op saved, one of its inputs or its output, nor another gradient. In
+debug mode (``MINITENSOR_DEBUG=1`` at import, :func:`set_debug` or
+:class:`debug_mode`; :func:`minitensor.testing.gradcheck` always) the engine
+checks it and raises :class:`AutogradContractError` naming the op.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 
@@ -50,6 +58,58 @@ class no_grad(contextlib.ContextDecorator):
 
     def __exit__(self, *exc):
         _state.grad_enabled = self._prev
+        return False
+
+
+class AutogradContractError(RuntimeError):
+    """A ``Function.backward`` returned an array that shares memory with one it must not.
+
+    Raised only in debug mode (see :func:`set_debug`); without the check such a
+    backward silently corrupts a later gradient update (``leaf.grad += ...``).
+    """
+
+
+def _debug_from_env():
+    text = os.environ.get("MINITENSOR_DEBUG", "").strip()
+    if text not in ("", "0", "1"):
+        raise ValueError(f"MINITENSOR_DEBUG must be 0 or 1, got {text!r}")
+    return text == "1"
+
+
+_debug = _debug_from_env()  # process-wide; read once per backward pass
+
+
+def is_debug_enabled() -> bool:
+    """True when every backward pass checks the contract of ``Function.backward``."""
+    return _debug
+
+
+def set_debug(enabled: bool) -> bool:
+    """Turn the backward contract check on or off (for the whole process); returns the previous setting.
+
+    Off by default, on when the environment variable ``MINITENSOR_DEBUG=1`` is set
+    at import. When on, a backward that returns an array sharing memory with a
+    saved array, a forward input or output of its op, or another gradient of the
+    pass raises :class:`AutogradContractError`. It costs one memory-overlap test
+    per returned gradient and checked array; when off, one boolean test per node.
+    """
+    global _debug
+    previous, _debug = _debug, bool(enabled)
+    return previous
+
+
+class debug_mode(contextlib.ContextDecorator):
+    """Context manager (and decorator) in which backward checks its contract (``debug_mode(False)``: does not)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        self._prev = set_debug(self.enabled)
+        return self
+
+    def __exit__(self, *exc):
+        set_debug(self._prev)
         return False
 
 
@@ -158,10 +218,12 @@ def backward(root, grad=None):
             raise ValueError(f"backward: grad has shape {grad.shape} but the output has shape {root.shape}")
         grad = grad.astype(root.dtype, copy=True)
 
+    order = _topological_order(root)
+    check = _ContractCheck(order) if _debug else None
     grads = {id(root): grad}  # pending gradients of non-leaf tensors, freed once consumed
     seen = _HandedOut()  # memory handed out during this pass (see _accumulate_leaf)
     seen.add(grad)
-    for tensor in reversed(_topological_order(root)):
+    for tensor in reversed(order):
         g = grads.pop(id(tensor), None)
         if g is None:
             continue
@@ -175,6 +237,8 @@ def backward(root, grad=None):
         if len(in_grads) != len(ctx.parents):
             raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(in_grads)} gradients "
                                f"for {len(ctx.parents)} inputs")
+        if check is not None:
+            check(tensor, g, in_grads, grads)
         # One array handed to two inputs (``return h, h``) must not be kept by a leaf
         # that later updates it in place while the other input still needs it.
         owners = [id(_owner(pg)) for pg in in_grads if pg is not None]
@@ -195,6 +259,85 @@ def backward(root, grad=None):
                 # so it needs no mark; the sum is never in place (pg may be shared).
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
+
+
+def _shares_memory(a, b):
+    """Whether arrays ``a`` and ``b`` overlap in memory (exactly: views of views and
+    strided views count, disjoint slices of one buffer do not; NumPy or CuPy)."""
+    xp = get_array_module(a)
+    if get_array_module(b) is not xp:
+        return False
+    return bool(xp.may_share_memory(a, b)) and bool(xp.shares_memory(a, b))
+
+
+def _is_array(x):
+    return isinstance(x, get_array_module(x).ndarray)
+
+
+class _ContractCheck:
+    """Debug mode's check of the contract of ``Function.backward``, for one backward pass.
+
+    Each array a backward returns must be new or share memory with the ``grad``
+    it was given (``Add`` returns ``grad`` itself for both inputs, ``Reshape`` a
+    view of it: both fine, the engine copies where needed). It must not share
+    memory with (a) an array the op saved (``ctx.saved_tensors``, or an array or
+    tuple/list of arrays stored as an attribute of ``ctx``) or (b) a forward
+    input or the output of the op; and unless it shares memory with its
+    ``grad``, not with (c) another gradient of the pass: a pending gradient of
+    another tensor, or the ``.grad`` of a leaf of this graph.
+    :func:`_accumulate_leaf` keeps fresh arrays as ``.grad`` and later adds into
+    them in place, so breaking (a) or (b) silently corrupts forward values, and
+    (c) a gradient. Overlap is exact (``shares_memory`` after the cheap bounds
+    test ``may_share_memory``), so views of views are caught and disjoint slices
+    of one buffer are not confused.
+    """
+
+    def __init__(self, order):
+        self.tensors = {id(t): t for t in order}
+        self.leaves = [t for t in order if t._ctx is None]
+
+    def __call__(self, tensor, grad, in_grads, pending):
+        ctx = tensor._ctx
+        for i, pg in enumerate(in_grads):
+            if pg is None:
+                continue
+            what = self._aliased(tensor, ctx, grad, pg, pending)
+            if what is not None:
+                name = ctx.fn.__name__
+                raise AutogradContractError(
+                    f"{name}.backward broke the autograd contract: the gradient it returned for input {i} "
+                    f"(of {len(in_grads)}; shape {tuple(pg.shape)}) shares memory with {what}. A backward must "
+                    f"return new arrays or views of the grad it was given, never a saved or forward array nor "
+                    f"another gradient: the engine may keep the array as a leaf's .grad and add into it in place. "
+                    f"Return a new array, e.g. grad * y, not y itself (or y.copy()).")
+
+    def _aliased(self, tensor, ctx, grad, pg, pending):
+        """What ``pg`` aliases that it must not (a description), or None."""
+        for k, saved in enumerate(ctx.saved_tensors):
+            if _is_array(saved) and _shares_memory(pg, saved):
+                return f"an array the op saved (ctx.saved_tensors[{k}], shape {tuple(saved.shape)})"
+        for attr, value in vars(ctx).items():
+            items = value if isinstance(value, (tuple, list)) else (value,)
+            for k, item in enumerate(items):
+                if _is_array(item) and _shares_memory(pg, item):
+                    where = f"ctx.{attr}" + (f"[{k}]" if items is value else "")
+                    return f"an array the op stored on ctx ({where}, shape {tuple(item.shape)})"
+        for k, parent in enumerate(ctx.parents):
+            if _shares_memory(pg, parent.data):
+                return f"forward input {k} of the op (shape {tuple(parent.shape)})"
+        if _shares_memory(pg, tensor.data):
+            return f"the op's forward output (shape {tuple(tensor.shape)})"
+        if _shares_memory(pg, grad):
+            return None  # a view of its own grad: allowed, whatever else that grad is shared with
+        for key, other in pending.items():
+            if _shares_memory(pg, other):
+                owner = self.tensors.get(key)
+                of = f"the output of {owner._ctx.fn.__name__}" if owner is not None else "another tensor"
+                return f"another pending gradient of this backward pass ({of}, shape {tuple(other.shape)})"
+        for leaf in self.leaves:
+            if leaf.grad is not None and _shares_memory(pg, leaf.grad):
+                return f"the .grad of a leaf tensor (shape {tuple(leaf.shape)})"
+        return None
 
 
 class _HandedOut:
@@ -231,7 +374,8 @@ def _accumulate_leaf(leaf, g, seen):
     fresh arrays (``MatMul``'s weight gradient seen through ``Transpose``), are
     kept as they are: copying a transposed 1024x1024 gradient costs as much as
     a small matmul. This relies on the contract of ``Function.backward``: it
-    returns new arrays or views of its incoming ``grad``, never saved inputs.
+    returns new arrays or views of its incoming ``grad``, never saved inputs
+    (checked in debug mode, see :class:`_ContractCheck`).
     """
     if leaf.grad is None:
         if _owner(g) in seen or not getattr(g.flags, "writeable", True):

@@ -10,11 +10,17 @@ exact up to $O(\epsilon^2)$. In float64 with $\epsilon = 10^{-6}$ the truncation
 error ($\sim\epsilon^2$) and the rounding error ($\sim 10^{-16}/\epsilon$) are both
 far below the tolerances; in float32 the rounding error alone is $\sim 10^{-7}/\epsilon$,
 which is why gradchecks run in float64.
+
+Both checks run their analytic backward in the engine's debug mode
+(:class:`~minitensor.autograd.debug_mode`): a backward that returns one of its
+saved or forward arrays, or another gradient, raises
+:class:`~minitensor.autograd.AutogradContractError` naming the op.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .autograd import debug_mode
 from .backend import to_numpy
 from .tensor import Tensor
 
@@ -23,6 +29,8 @@ from .tensor import Tensor
 TOLERANCES = {
     "float64": {"eps": 1e-6, "atol": 1e-5, "rtol": 1e-3},
     "float32": {"atol": 1e-5, "rtol": 1e-4},
+    # a kernel against its formula (minitensor.kernels): the same math summed or rounded in another order
+    "kernel": {"float32": {"atol": 1e-5, "rtol": 1e-4}, "float64": {"atol": 1e-12, "rtol": 1e-10}},
 }
 
 
@@ -56,7 +64,8 @@ def _analytic(fn, inputs, checked, weights):
     out = fn(*inputs)
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
-    out.backward(weights)
+    with debug_mode(True):  # the backward contract is checked in every gradcheck
+        out.backward(weights)
     return [np.zeros(inputs[i].shape) if inputs[i].grad is None else to_numpy(inputs[i].grad).copy()
             for i in checked]
 
@@ -95,6 +104,8 @@ def gradcheck(fn, *inputs, eps=None, atol=None, rtol=None, seed=0) -> bool:
     """Check ``fn``'s backward against central differences for EVERY entry of every
     input with ``requires_grad`` (all must be float64). Returns True or raises
     :class:`GradcheckError` naming the worst entry, both values and the relative error.
+    The backward runs in debug mode, so a backward that breaks the engine's contract
+    raises :class:`~minitensor.autograd.AutogradContractError` first.
 
     ``fn`` may return any shape; it must be deterministic (reseed any dropout inside).
     """

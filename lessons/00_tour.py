@@ -59,11 +59,18 @@ def first_line(path):
 # %% [markdown]
 # ## The layout
 #
-# Three packages and four folders. Each file says what it holds in its first docstring line:
+# Two packages and four folders. `minitensor/` is the framework: the engine, the ops (each a
+# formula with its derivation), layers, optimizers and the attention primitives; its `kernels/`
+# hold the fast versions of a few formulas, apart. `models/` holds one package per model (its
+# network, heads, tasks and a recipe: the run's defaults, batches and loss), and beside them the
+# parts they share (corpus, the one training loop, checkpoints, evaluation, the command line).
+# Each file says what it holds in its first docstring line:
 
 # %%
-for package in ("minitensor", "minitensor/ops", "minitensor/nn", "minitensor/attention", "models"):
-    print(f"{package}/")
+for package in ("minitensor", "minitensor/ops", "minitensor/nn", "minitensor/attention", "minitensor/kernels",
+                "models", "models/gpt", "models/transformer_xl", "models/longformer"):
+    init = ROOT / package / "__init__.py"
+    print(f"{package + '/':<26} {first_line(init)[:80] if init.exists() else ''}")
     for path in sorted((ROOT / package).glob("*.py")):
         if path.name != "__init__.py":
             print(f"    {path.name:<22} {first_line(path)[:80]}")
@@ -118,6 +125,27 @@ print(f"{sum(regions.values())} exercise regions in {len(regions)} files")
 from minitensor.ops.linalg import MatMul  # noqa: E402
 
 print(textwrap.indent(inspect.getdoc(MatMul), "    "))
+
+# %% [markdown]
+# ## Formulas, and the kernels that stand in for them
+#
+# The ops state their math as plain array code. A few formulas that a training step runs on
+# large arrays (layer norm, GELU, the masked softmax, dropout, the matrix product) also have a
+# faster CPU **kernel** in `minitensor/kernels/`: the same numbers, computed on cache-sized
+# blocks shared between the cores. The formula names its kernel with one decorator line, and
+# one switch chooses: `MINITENSOR_KERNELS=reference` in the environment, or
+# `mt.kernels.use("reference")` in Python, runs every op on its formula alone. The lessons with
+# exercises in the library run that way, so your code is what runs. Registered kernels, and
+# a layer norm computed both ways:
+
+# %%
+for kernel in mt.kernels.registered():
+    print(f"    {kernel.name:<20} {kernel.device:<5} {'bit-identical' if kernel.exact else 'equal to rounding'}")
+ln_input = mt.randn(64, 512, rng=np.random.default_rng(1))
+fast = F.layer_norm(ln_input).numpy()
+with mt.kernels.use("reference"):
+    reference = F.layer_norm(ln_input).numpy()
+print("layer norm, kernel vs formula: bit-identical =", bool(np.array_equal(fast, reference)))
 
 # %% [markdown]
 # And every derivation is checked numerically: `gradcheck` compares the backward with central

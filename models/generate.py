@@ -14,7 +14,9 @@ import numpy as np
 import minitensor as mt
 from minitensor.backend import to_device, to_numpy
 
-__all__ = ["generate_txl", "sample_from_logits"]
+from .evaluate import eval_mode, model_device
+
+__all__ = ["command", "generate_txl", "sample_from_logits"]
 
 
 def sample_from_logits(logits, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
@@ -48,18 +50,34 @@ def generate_txl(model, prompt_ids, length: int, temperature: float = 1.0, top_k
     if top_k is not None and not (isinstance(top_k, (int, np.integer)) and 1 <= top_k <= v):
         raise ValueError(f"generate_txl: top_k must be None or an int in [1, {v}], got {top_k!r}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    device = model.word_emb.weight.device
+    device = model_device(model)
     out = np.empty(length, dtype=np.int64)
-    was_training = model.training
-    model.eval()
-    try:
-        with mt.no_grad():
-            mems, seg = None, model.config.tgt_len
-            for a in range(0, len(prompt), seg):  # the prompt, segment by segment: builds the memory
-                logits, mems = model.forward(to_device(prompt[None, a:a + seg], device), mems)
-            for i in range(length):
-                out[i] = sample_from_logits(to_numpy(logits.data)[0, -1], temperature, top_k, rng)
-                logits, mems = model.forward(to_device(out[None, i:i + 1], device), mems)  # one token, (1, 1)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        mems, seg = None, model.config.tgt_len
+        for a in range(0, len(prompt), seg):  # the prompt, segment by segment: builds the memory
+            logits, mems = model.forward(to_device(prompt[None, a:a + seg], device), mems)
+        for i in range(length):
+            out[i] = sample_from_logits(to_numpy(logits.data)[0, -1], temperature, top_k, rng)
+            logits, mems = model.forward(to_device(out[None, i:i + 1], device), mems)  # one token, (1, 1)
     return out
+
+
+def command(opts) -> int:
+    """``python -m models sample``: print ``opts.prompt`` and ``opts.length`` characters sampled from the
+    checkpoint ``opts.ckpt`` by its recipe (GPT re-reads its window, Transformer-XL carries its memory)."""
+    from . import checkpoint, data  # the checkpoint's module reads the recipes, which import this module
+
+    if opts.length < 0:
+        raise ValueError(f"--length must be >= 0, got {opts.length}")
+    device = mt.backend.check_device(opts.device)
+    model, tokenizer_dict, _, recipe = checkpoint.load_language_model(opts.ckpt, "sample")
+    model.to(device)
+    # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
+    tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
+    if not opts.prompt:
+        raise ValueError("--prompt must not be empty")
+    prompt_ids = tokenizer.encode(opts.prompt)
+    new_ids = recipe.generate(model, prompt_ids, opts.length, temperature=opts.temperature, top_k=opts.top_k or None,
+                              rng=np.random.default_rng(opts.seed))
+    print(opts.prompt + tokenizer.decode(new_ids))
+    return 0

@@ -1,7 +1,7 @@
 r"""Fine-tuning GPT-1 on a task (the source's sections 3.3.2-3.3.3).
 
 A pretrained GPT reads the task's input, rewritten as token sequences framed by special
-tokens (:mod:`models.tasks`), and a linear head $W_y$ reads the final hidden state
+tokens (:mod:`models.gpt.tasks`), and a linear head $W_y$ reads the final hidden state
 $h_l^m$ of the last token, the extract token ``<e>``:
 
 $$P(y \mid x^1, \dots, x^m) = \mathrm{softmax}(h_l^m W_y),\qquad
@@ -31,6 +31,7 @@ to (targets are text characters only).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -43,10 +44,13 @@ import minitensor.functional as F
 from minitensor import nn
 from minitensor.backend import to_device, to_numpy
 
-from . import data, tasks
-from .gpt import GPT, GPTConfig
+from .. import checkpoint, data, files
+from ..evaluate import eval_mode
+from ..train import progress_bar
+from . import tasks
+from .model import GPT, GPTConfig
 
-__all__ = ["SPECIAL_TOKENS", "EncodedSplit", "FinetuneConfig", "GPTForTasks", "TaskEncoder", "evaluate",
+__all__ = ["SPECIAL_TOKENS", "EncodedSplit", "FinetuneConfig", "GPTForTasks", "TaskEncoder", "command", "evaluate",
            "finetune", "load_finetuned", "majority_accuracy", "prepare", "save_finetuned"]
 
 SPECIAL_TOKENS = ("<s>", "$", "<e>")  # start, delimiter, extract: names for printing only
@@ -241,21 +245,16 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
 
-@mt.no_grad()
 def evaluate(model: GPTForTasks, split: EncodedSplit, batch_size: int = 32, device="cpu") -> float:
-    """Accuracy on ``split`` (dropout off; the previous mode is restored)."""
+    """Accuracy on ``split`` (dropout off, no graph; the previous mode is restored)."""
     if len(split) == 0:
         raise ValueError("evaluate: the split has no examples")
-    was_training = model.training
-    model.eval()
     correct = 0
-    try:
+    with eval_mode(model):
         for first in range(0, len(split), batch_size):
             ids, last, _, labels = split.batch(np.arange(first, min(first + batch_size, len(split))))
             logits = to_numpy(model(to_device(ids, device), last, len(labels)).data)
             correct += int((logits.argmax(axis=-1) == labels).sum())
-    finally:
-        model.train(was_training)
     return correct / len(split)
 
 
@@ -273,17 +272,13 @@ def finetune(model: GPTForTasks, train: EncodedSplit, evals: dict, cfg: Finetune
     ``on_step(record)`` (optional) receives each step's metrics (the CLI writes them as JSONL).
     The LR warms up linearly over ``cfg.warmup`` of the steps, then decays linearly to 0.
     """
-    from .train import (
-        _progress,  # the same quiet-when-not-a-TTY progress bar as pretraining
-    )
-
     rng = np.random.default_rng(cfg.seed)
     params = model.parameters()
     opt = mt.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, skip_1d_decay=True)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup * total)
-    bar = _progress(total, 0)
+    bar = progress_bar(total, 0)  # the same quiet-when-not-a-TTY progress bar as pretraining
     step, result = 0, {}
     model.train()
     for epoch in range(1, cfg.epochs + 1):
@@ -329,14 +324,12 @@ def prepare(task: tasks.Task, init: str, cfg: FinetuneConfig, preset: str = "tin
     the ablation). ``splits`` holds the task's encoded splits plus ``"held-out"``, validation
     and test together (the six plays the language model never saw).
     """
-    from .train import load_checkpoint
-
     rng = np.random.default_rng(cfg.seed)
     if init == "none":
         tokenizer = data.CharTokenizer.from_text(data.load_shakespeare().train, unknown="replace")
         transformer = GPT(GPTConfig.preset(preset, tokenizer.vocab_size), rng=rng)
     else:
-        transformer, tokenizer_dict, _ = load_checkpoint(init, expected_model="gpt")
+        transformer, tokenizer_dict, _ = checkpoint.load_checkpoint(init, expected_model="gpt")
         tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
         transformer.set_rng_state(np.random.default_rng(cfg.seed).bit_generator.state)  # a fresh dropout stream
     encoder = TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)
@@ -380,3 +373,40 @@ def load_finetuned(path):
                         clf_pdrop=meta["finetune_config"]["clf_pdrop"])
     model.load_state_dict(state)
     return model.eval(), meta
+
+
+# ----------------------------------------------------------------- the command
+
+def command(opts) -> int:
+    """``python -m models finetune gpt``: fine-tune ``opts.init`` on a corpus task (or a task file), print the
+    accuracies beside the majority-class baseline; write finetuned.npz, metrics.jsonl and results.json."""
+    if opts.model != "gpt":
+        raise ValueError(f"unknown model {opts.model!r}: only 'gpt' can be fine-tuned")
+    device = mt.backend.check_device(opts.device)
+    cfg = FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, lm_coef=opts.lm_coef,
+                         seed=opts.seed)
+    task = tasks.load_task(opts.task_file) if opts.task_file else tasks.build_task(
+        opts.task, per_play=tasks.PER_PLAY if opts.per_play is None else opts.per_play)
+    model, splits, tokenizer = prepare(task, opts.init, cfg, preset=opts.preset)
+    out = opts.out or os.path.join("runs", f"finetune-{task.name}")
+    held = (FINETUNED_NAME, checkpoint.METRICS_NAME, checkpoint.RESULTS_NAME)
+    checkpoint.check_run_dir(out, resume=False, overwrite=opts.overwrite, names=held, resumable=False)
+    model.to(device)
+    files.make_output_dir(out)
+    files.remove_leftovers(out, held)
+    metrics = os.path.join(out, checkpoint.METRICS_NAME)
+    print(f"task {task.name!r} ({task.format}): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+          + f" examples; init {opts.init}; lambda {cfg.lm_coef}; {cfg.epochs} epochs; output {out}")
+    evals = {k: v for k, v in splits.items() if k != "train"}
+    with open(metrics, "w", encoding="utf-8") as log:
+        accuracy = finetune(model, splits["train"], evals, cfg, device=device,
+                            on_step=lambda r: log.write(json.dumps(r) + "\n"))
+    majority = {k: majority_accuracy(splits["train"], v) for k, v in evals.items()}
+    save_finetuned(os.path.join(out, FINETUNED_NAME), model, task=task, tokenizer_dict=tokenizer.to_dict(), cfg=cfg,
+                   init=opts.init, accuracy=accuracy)
+    results = {"task": task.name, "format": task.format, "init": opts.init, "lm_coef": cfg.lm_coef,
+               "accuracy": accuracy, "majority_baseline": majority, "sizes": {k: len(v) for k, v in splits.items()}}
+    files.write_json(os.path.join(out, checkpoint.RESULTS_NAME), results)
+    for k in evals:
+        print(f"{k}: accuracy {accuracy[k]:.3f} (majority-class baseline {majority[k]:.3f}, {len(evals[k])} examples)")
+    return 0

@@ -22,8 +22,6 @@ transpose: HF's ``Conv1D`` stores its weight as (in, out), our ``Linear`` as (ou
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,11 +32,12 @@ from minitensor import nn
 from minitensor.attention import causal_mask, masked_softmax, merge_heads, split_heads
 from minitensor.backend import to_numpy
 
-from . import hf as hf_files
-from .config import PresetConfig
-from .generate import sample_from_logits
+from ..config import PresetConfig
+from ..evaluate import eval_mode
+from ..generate import sample_from_logits
+from ..weights import normal
 
-__all__ = ["GPT", "PRESETS", "GPTConfig", "load_hf_checkpoint"]
+__all__ = ["GPT", "PRESETS", "GPTConfig"]
 
 #: Named configurations. ``tiny`` trains on two CPU cores in minutes; ``gpt1`` is the paper's
 #: 12-layer, 768-wide, 12-head model with a 512-token context (117M parameters with its
@@ -93,12 +92,6 @@ class GPTConfig(PresetConfig):
         d, f = self.d_model, self.d_ff
         per_block = (d * 3 * d + 3 * d) + (d * d + d) + (d * f + f) + (f * d + d) + 2 * (2 * d)
         return self.vocab_size * d + self.n_ctx * d + self.n_layer * per_block
-
-
-def _normal(rng, shape, std, dtype):
-    # Drawn directly in the target dtype: for GPT-1's 117M parameters a float64 draw
-    # would need twice the memory for nothing.
-    return rng.standard_normal(shape, dtype=dtype) * dtype.type(std)
 
 
 class CausalSelfAttention(nn.Module):
@@ -194,7 +187,7 @@ class GPT(nn.Module):
             elif ".ln_" in name:
                 p.data = np.ones(p.shape, dtype)  # LN gain
             else:
-                p.data = _normal(rng, p.shape, self.config.init_std, dtype)
+                p.data = normal(rng, p.shape, self.config.init_std, dtype)
 
     # ------------------------------------------------------------------ forward
     def _check_ids(self, ids):
@@ -270,105 +263,18 @@ class GPT(nn.Module):
 
         ids = prompt.astype(np.int64)
         out = np.empty(length, dtype=np.int64)
-        was_training = self.training
-        self.eval()
-        try:
-            with mt.no_grad():
-                for i in range(length):
-                    window = ids[-self.config.n_ctx:]  # slide: keep the most recent n_ctx tokens
-                    logits = to_numpy(self.forward(window[None, :]).data)[0, -1]  # (V,)
-                    nxt = sample_from_logits(logits, temperature, top_k, rng)  # one uniform draw per step
-                    out[i] = nxt
-                    ids = np.append(ids, nxt)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            for i in range(length):
+                window = ids[-self.config.n_ctx:]  # slide: keep the most recent n_ctx tokens
+                logits = to_numpy(self.forward(window[None, :]).data)[0, -1]  # (V,)
+                nxt = sample_from_logits(logits, temperature, top_k, rng)  # one uniform draw per step
+                out[i] = nxt
+                ids = np.append(ids, nxt)
         return out
 
     @classmethod
     def load_hf_checkpoint(cls, directory, dtype=np.float32) -> GPT:
         """See :func:`load_hf_checkpoint`."""
+        from .hf_checkpoint import load_hf_checkpoint  # which imports this module
+
         return load_hf_checkpoint(directory, dtype=dtype)
-
-
-# ---------------------------------------------------------------------- Hugging Face weights
-
-# HF config.json field -> GPTConfig field.
-_HF_CONFIG = {"vocab_size": "vocab_size", "n_positions": "n_ctx", "n_embd": "d_model", "n_layer": "n_layer",
-              "n_head": "n_head", "layer_norm_epsilon": "layer_norm_eps"}
-_HF_OPTIONAL = {"embd_pdrop": "embd_pdrop", "attn_pdrop": "attn_pdrop", "resid_pdrop": "resid_pdrop",
-                "initializer_range": "init_std"}
-# Conv1D layers, whose HF weight is (in, out): transposed into our (out, in).
-_CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
-
-
-def _hf_config(directory) -> GPTConfig:
-    hf = hf_files.read_config(directory, _HF_CONFIG, "openai-gpt")
-    # HF's OpenAIGPT maps afn "gelu" to gelu_new, the tanh approximation: the only one we implement.
-    afn = hf.get("afn", "gelu")
-    if afn != "gelu":
-        raise ValueError(f"load_hf_checkpoint: activation afn={afn!r} is not supported; GPT-1 uses 'gelu' "
-                         "(the tanh form)")
-    kwargs = {ours: hf[theirs] for theirs, ours in _HF_CONFIG.items()}
-    kwargs.update({ours: hf[theirs] for theirs, ours in _HF_OPTIONAL.items() if theirs in hf})
-    return GPTConfig(**kwargs)  # d_ff = 4 * d_model, fixed in HF's OpenAIGPT MLP
-
-
-def _buffer_value(name: str, n_ctx: int):
-    """What a buffer of an openai-gpt checkpoint must hold, or None when ``name`` is not one. Old PyTorch
-    checkpoints saved the causal mask ``h.N.attn.bias`` (1, 1, n, n) and ``position_ids``; current HF
-    versions no longer write them (non-persistent buffers)."""
-    if name == "position_ids":
-        return np.arange(n_ctx), "the positions 0 .. n_positions-1"
-    if re.fullmatch(r"h\.\d+\.attn\.bias", name):
-        return np.tril(np.ones((n_ctx, n_ctx)))[None, None], "the causal mask (lower-triangular ones)"
-    return None
-
-
-def load_hf_checkpoint(directory, dtype=np.float32) -> GPT:
-    """Build a :class:`GPT` from a Hugging Face ``openai-gpt`` directory (``config.json`` +
-    ``model.safetensors``), in eval mode.
-
-    Keys may carry the ``transformer.`` prefix (the LM-head and double-heads models) or not (the bare
-    model). ``lm_head.weight`` is the output layer, tied to ``tokens_embed.weight``: when both are stored
-    they must be equal, and when only ``lm_head.weight`` is (the double-heads model of transformers 5)
-    it is the embedding. Buffers of old checkpoints (``h.N.attn.bias``, ``position_ids``) must hold
-    their usual values. ``multiple_choice_head.*``, the double-heads model's classifier, is not part of
-    GPT-1's transformer and is skipped. Conv1D weights (in, out) are transposed to our (out, in). A
-    missing key, an unexpected one, a buffer with another value or a shape that does not fit raises a
-    ValueError naming the key (and both shapes).
-    """
-    directory = os.fspath(directory)
-    config = _hf_config(directory)
-    weights, raw = hf_files.read_weights(directory)
-
-    state = {}
-    for key, array in raw.items():
-        name = key.removeprefix("transformer.")
-        if name.startswith("multiple_choice_head."):
-            continue
-        buffer = _buffer_value(name, config.n_ctx)
-        if buffer is not None:
-            hf_files.check_buffer(weights, key, array, *buffer)
-            continue
-        if name in state:
-            raise ValueError(f"load_hf_checkpoint: {name!r} appears both with and without the 'transformer.' prefix")
-        state[name] = array
-    hf_files.tied_output(weights, state, "tokens_embed.weight", "lm_head.weight")
-
-    model = GPT(config, rng=0, dtype=dtype)
-    params = dict(model.named_parameters())
-    hf_files.check_keys(params, state, weights)
-    converted = {}
-    for name, p in params.items():
-        array = state[name]
-        if name.endswith(_CONV1D):
-            if array.ndim != 2 or array.shape[::-1] != p.shape:
-                raise ValueError(f"load_hf_checkpoint: {name!r} has shape {array.shape} in the checkpoint, expected "
-                                 f"{p.shape[::-1]} (Conv1D layout (in, out) of our {p.shape})")
-            array = array.T
-        elif array.shape != p.shape:
-            raise ValueError(f"load_hf_checkpoint: {name!r} has shape {array.shape} in the checkpoint, "
-                             f"expected {p.shape}")
-        converted[name] = np.ascontiguousarray(array)
-    model.load_state_dict(converted)
-    return model.eval()

@@ -6,7 +6,7 @@ A **scene** is the text of a play from one scene heading (``SCENE II. A camp nea
 characters (789 scenes, a median of 4,738), far beyond GPT's 128-character context.
 
 ``genre`` (sequence classification, the CLS token global)
-    input ``<s> scene`` -> the genre of the play (:data:`models.tasks.GENRES`). A scene longer than
+    input ``<s> scene`` -> the genre of the play (:data:`models.data.GENRES`). A scene longer than
     the model allows is given as its FIRST ``max_len - 1`` characters: a stated part of the task
     (:func:`build_genre` reports how many scenes were cut), not a silent truncation.
 ``speaker-qa`` (span extraction, the question tokens global)
@@ -20,9 +20,9 @@ characters (789 scenes, a median of 4,738), far beyond GPT's 128-character conte
     character language modelling on the same train/validation/test text as GPT
     (:func:`models.data.load_shakespeare`).
 
-Splits are BY PLAY as in :mod:`models.data` and :mod:`models.tasks`: scenes of the 32 training
+Splits are BY PLAY as in :mod:`models.data` and :mod:`models.gpt.tasks`: scenes of the 32 training
 plays train, the three validation and three test plays evaluate. Sampling (speaker-qa) draws
-from a generator seeded by the task's name and the play (:func:`models.tasks._rng`'s rule), so
+from a generator seeded by the task's name and the play (:func:`models.data.task_rng`, as GPT's tasks), so
 a task is the same on every machine.
 
 Scoring: genre by accuracy; speaker-qa by exact match of the answer TEXT, as SQuAD scores it (the
@@ -39,14 +39,13 @@ that the RoBERTa position ids of the real tokens do not depend on the padding.
 from __future__ import annotations
 
 import re
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import data
-from .tasks import GENRES, _is_speaker_line
+from .. import data
+from ..data import GENRES
 
 __all__ = [
     "GENRES",
@@ -180,7 +179,7 @@ def _speeches(text: str) -> list:
     """The speeches of a scene's text with character offsets (speaker line: ``NAME:`` opening a paragraph)."""
     out, offset, previous_blank, current = [], 0, True, None
     for line in text.split("\n"):
-        if previous_blank and _is_speaker_line(line):
+        if previous_blank and data.is_speaker_line(line):
             current = _Speech(offset, offset + len(line) - 1, [])
             out.append(current)
         elif current is not None and line:
@@ -188,10 +187,6 @@ def _speeches(text: str) -> list:
         previous_blank = not line
         offset += len(line) + 1
     return out
-
-
-def _rng(name: str, play: str) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(f"{name}/{play}".encode()))  # models.tasks' rule
 
 
 def _qa_candidates(scene: Scene, limit: int | None) -> list:
@@ -227,7 +222,7 @@ def build_speaker_qa(corpus: data.Corpus | None = None, max_len: int = 2048, per
                     continue
                 room = max_len - 2 - max(len(q) for q, _ in cands)
                 pool += [(scene, q, sp) for q, sp in _qa_candidates(scene, room)]
-            rng = _rng("speaker-qa", play)
+            rng = data.task_rng("speaker-qa", play)
             chosen = rng.choice(len(pool), size=min(per_play, len(pool)), replace=False)
             for i in sorted(chosen):
                 scene, question, sp = pool[i]

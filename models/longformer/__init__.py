@@ -1,0 +1,10 @@
+"""Longformer (Beltagy et al., 2020): the encoder (:mod:`models.longformer.model`), its task heads
+(:mod:`models.longformer.heads`), Hugging Face's weights (:mod:`models.longformer.hf_checkpoint`), the
+long-document tasks built from whole scenes (:mod:`models.longformer.longdoc`) and the training recipe
+(:mod:`models.longformer.recipe`)."""
+from .heads import LongformerForCausalLM, LongformerForQuestionAnswering, LongformerForSequenceClassification
+from .hf_checkpoint import load_hf_checkpoint
+from .model import PRESETS, Longformer, LongformerConfig, LongformerSelfAttention
+
+__all__ = ["PRESETS", "Longformer", "LongformerConfig", "LongformerForCausalLM", "LongformerForQuestionAnswering",
+           "LongformerForSequenceClassification", "LongformerSelfAttention", "load_hf_checkpoint"]

@@ -1,0 +1,326 @@
+r"""The Longformer's training recipes: ``python -m models train longformer --task {genre,speaker-qa,lm}``.
+
+One recipe per task (:data:`TASKS`), each with its head, its defaults and its figures:
+
+* ``genre`` (:class:`GenreRecipe`): whole scenes -> the play's genre, the CLS token global; each step
+  ``B`` scenes drawn at random (:class:`GenreExamples`), scored by accuracy beside the majority class.
+* ``speaker-qa`` (:class:`SpeakerQARecipe`): the span of the speaker's name, the question tokens
+  global (:class:`SpanExamples`), scored by exact match beside two baselines (most frequent and first
+  speaker of the scene).
+* ``lm`` (:class:`LMRecipe`): a character language model with a causal band, read in random windows
+  as GPT's (:class:`models.gpt.recipe.RandomWindows`), scored in bits per character; ``--full-attention``
+  makes the band cover the whole past (the baseline).
+
+Task examples are drawn without replacement (a generator seeded by ``cfg.seed``, saved for resume)
+and right-padded to the batch's longest (banded attention takes any length: no rounding to the
+window). After the loop every recipe scores the validation and test splits (and, for the tasks,
+"held-out": both together, one play per genre) and writes them to ``results.json``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from minitensor.backend import to_numpy
+
+from .. import data
+from ..evaluate import eval_mode, evaluate_bpc
+from ..gpt.recipe import RandomWindows
+from ..recipe import Kind, Recipe
+from . import longdoc
+from .heads import LongformerForCausalLM, LongformerForQuestionAnswering, LongformerForSequenceClassification
+from .model import LongformerConfig
+
+__all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "SpanExamples", "evaluate_task"]
+
+#: ``train longformer --preset tiny --task T``'s settings when no option is given. seq_len is the model's
+#: max_len for the tasks (whole scenes up to that many characters) and the window length for lm; warmup is
+#: at most steps/5; eval_batches None: the whole validation split. Seconds per step on 2 CPU cores are in
+#: the README.
+_SHARED = {"warmup": 100, "min_lr": 0.0, "weight_decay": 0.01, "grad_clip": 1.0, "seed": 0,
+           "final_eval_batches": None}
+DEFAULTS = {
+    "genre": {"steps": 400, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 100, "eval_batches": None,
+              "ckpt_every": 100, **_SHARED},
+    "speaker-qa": {"steps": 1500, "batch_size": 8, "seq_len": 1024, "lr": 1e-3, "eval_every": 250,
+                   "eval_batches": None, "ckpt_every": 250, **_SHARED},
+    "lm": {"steps": 1000, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250, "eval_batches": 10,
+           "ckpt_every": 250, **_SHARED},
+}
+# The model per task, on top of the tiny preset: the windows (w, w/2 keys each side) of each layer. genre:
+# CLS is global and reads every token, the band only builds local features. speaker-qa: the answer
+# (a speaker line) is a median 80 characters before the quoted line (p75 220), so four layers with
+# windows growing with depth, the paper's layout, give each token a reach of 16+32+64+128 = 240
+# characters on each side. lm: a causal band of 32 keys to the left (64 wide).
+TINY_MODELS = {
+    "genre": {"attention_window": 32},
+    "speaker-qa": {"n_layer": 4, "attention_window": [32, 64, 128, 256]},
+    "lm": {"attention_window": 64},
+}
+
+
+# ------------------------------------------------------------------ batches + loss of the tasks
+
+class Examples:
+    """Each step ``B`` examples drawn without replacement from the training set, right-padded to the
+    batch's longest, ``loss`` from the task head (the subclass's :meth:`loss`)."""
+
+    score = ""  # the name of the validation figure
+
+    def __init__(self, train_examples: longdoc.Encoded, cfg, device):
+        self.examples, self.cfg, self.device = train_examples, cfg, device
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def loss(self, model, b: dict):
+        raise NotImplementedError
+
+    def step_loss(self, model):
+        index = self.rng.choice(len(self.examples), size=min(self.cfg.batch_size, len(self.examples)), replace=False)
+        b = self.examples.batch(index)  # (B, T) ids, padding_mask ...
+        return self.loss(model, b), int(b["padding_mask"].sum())  # tokens read this step
+
+    def checkpoint_fields(self) -> dict:
+        return {"batch_rng": self.rng}
+
+    def restore(self, state, meta) -> None:
+        self.rng.bit_generator.state = meta["batch_rng_state"]
+
+    def validate(self, model, val_examples: longdoc.Encoded, max_batches) -> dict:
+        """The task's score, and the baselines stored with the examples."""
+        score = evaluate_task(model, val_examples, self.cfg.batch_size, max_batches)
+        return {f"val_{self.score}": score, **{f"val_{k}": v for k, v in val_examples.baselines.items()}}
+
+
+class GenreExamples(Examples):
+    """Scenes -> genre: cross-entropy of the CLS logits."""
+
+    score = "accuracy"
+
+    def loss(self, model, b):
+        return model.loss(b["ids"], b["labels"], padding_mask=b["padding_mask"])
+
+
+class SpanExamples(Examples):
+    """Speaker QA: cross-entropy of the span's start and end."""
+
+    score = "exact_match"
+
+    def loss(self, model, b):
+        return model.loss(b["ids"], b["question_mask"], b["starts"], b["ends"], padding_mask=b["padding_mask"])
+
+
+def _genre_hits(model, b) -> int:
+    logits = to_numpy(model(b["ids"], padding_mask=b["padding_mask"]).data)  # (B, C)
+    return int((logits.argmax(axis=-1) == b["labels"]).sum())
+
+
+def _span_hits(model, b) -> int:
+    hits = 0
+    spans = np.asarray(model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"]))
+    for row, (s, e), gs, ge in zip(b["ids"], spans, b["starts"], b["ends"]):  # spans (B, 2), inclusive
+        hits += s >= 0 and np.array_equal(row[s:e + 1], row[gs:ge + 1])  # the same text
+    return hits
+
+
+#: ``Encoded.kind`` -> the number of right answers in a batch.
+_HITS = {"genre": _genre_hits, "speaker-qa": _span_hits}
+
+
+def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches: int | None = None) -> float:
+    """Accuracy (genre: the argmax label) or exact match (speaker-qa: the predicted span's TEXT equals the
+    answer's, as SQuAD scores it — any header of the right speaker counts, which is also how the baselines
+    are scored) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
+    hits, count = 0, 0
+    with eval_mode(model):
+        for i, lo in enumerate(range(0, len(examples), batch_size)):
+            if max_batches is not None and i >= max_batches:
+                break
+            index = np.arange(lo, min(lo + batch_size, len(examples)))
+            hits += _HITS[examples.kind](model, examples.batch(index))
+            count += len(index)
+    if count == 0:
+        raise ValueError("evaluate_task: no examples to evaluate")
+    return hits / count
+
+
+# ------------------------------------------------------------------ the recipes
+
+class LongformerRecipe(Recipe):
+    """``train longformer``: picks the task's recipe (:data:`TASKS`), from ``--task`` or, for
+    ``--resume`` without it, from the checkpoint in ``--out``."""
+
+    name = "longformer"
+
+    @property
+    def kinds(self):
+        return {kind: k for recipe in TASKS.values() for kind, k in recipe.own_kinds.items()}
+
+    def for_options(self, opts):
+        if opts.mem_len is not None or opts.positions is not None:
+            raise ValueError("--mem-len and --positions are for txl only")
+        if opts.resume and opts.task is None:
+            from ..checkpoint import CHECKPOINT_NAME, read_checkpoint  # which reads the recipes' table
+
+            if opts.out is None:
+                raise ValueError("train longformer --resume needs --out DIR (or --task, for the default "
+                                 "runs/longformer-TASK-PRESET)")
+            _, meta = read_checkpoint(os.path.join(opts.out, CHECKPOINT_NAME))  # the checkpoint knows its task
+            tasks = {kind: task for task, recipe in TASKS.items() for kind in recipe.own_kinds}
+            if meta["model"] not in tasks:
+                raise ValueError(f"{opts.out!r} holds a {meta['model']} checkpoint, not a Longformer task's")
+            opts.task = tasks[meta["model"]]
+            opts.full_attention = opts.full_attention or bool((meta.get("run") or {}).get("full_attention"))
+        if opts.task is None:
+            raise ValueError("train longformer needs --task genre, speaker-qa or lm")
+        if opts.full_attention and opts.task != "lm":
+            raise ValueError("--full-attention is for --task lm only (the full causal baseline)")
+        return TASKS[opts.task]
+
+
+class _TaskRecipe(Recipe):
+    """What the three tasks share: the vocabulary with the special tokens, the model line, results.json."""
+
+    name = "longformer"
+    task = ""
+    own_kinds: dict = {}  # this task's checkpoint kind
+
+    @property
+    def kinds(self):
+        return self.own_kinds
+
+    def check_preset(self, preset):
+        LongformerConfig.preset(preset, vocab_size=2, pad_id=0)  # an unknown preset raises ValueError naming the choices
+
+    def default_out(self, opts, preset):
+        suffix = "-full" if opts.full_attention else ""
+        return os.path.join("runs", f"longformer-{self.task}{suffix}-{preset}")
+
+    def defaults(self, opts):
+        return DEFAULTS[self.task]
+
+    def tokenizer(self, corpus):
+        return longdoc.LongdocTokenizer.from_corpus(corpus)
+
+    def model_overrides(self, opts, settings) -> dict:
+        return {}
+
+    def configure(self, opts, preset, tokenizer, settings, given):
+        overrides = {"max_len": settings["seq_len"], "pad_id": tokenizer.pad_id}
+        if preset == "tiny":
+            overrides.update(TINY_MODELS[self.task])
+        overrides.update(self.model_overrides(opts, settings))
+        return LongformerConfig.preset(preset, tokenizer.vocab_size, **overrides)
+
+    def run_info(self, opts, preset):
+        return {"preset": preset, "task": self.task, "full_attention": bool(opts.full_attention)}
+
+    def check_resume(self, opts, config, run):
+        if run.get("full_attention") is not None and bool(run["full_attention"]) != bool(opts.full_attention):
+            raise ValueError(f"--full-attention differs from the checkpoint's run (full_attention="
+                             f"{run['full_attention']}); a resumed run keeps its model")
+
+    def check_seq_len(self, seq_len, config):
+        if seq_len > config.max_len:
+            raise ValueError(f"--seq-len {seq_len} is longer than the model's max_len={config.max_len}")
+
+    def describe(self, opts, preset, config, kind):
+        band = "full causal attention" if opts.full_attention else f"windows {config.attention_window}"
+        return f"Longformer {preset} ({kind}, {band}, max_len {config.max_len})"
+
+    def scores(self, model, split_data, cfg) -> dict:
+        raise NotImplementedError
+
+    def report(self, model, splits, cfg, result, opts, preset, config, checkpoint_path):
+        results = {"task": self.task, "model": self.kind(opts), "preset": preset,
+                   "attention_window": config.attention_window, "full_attention": bool(opts.full_attention),
+                   "step": result["step"], "max_len": config.max_len}
+        for split in ("validation", "test", "held-out"):
+            if split not in splits:
+                continue
+            results[split] = self.scores(model, splits[split], cfg)
+            shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results[split].items())
+            print(f"step {result['step']}: {split} {shown}")
+        return results
+
+
+class _ExamplesRecipe(_TaskRecipe):
+    """genre and speaker-qa: encoded examples of every split, plus "held-out" = validation + test (one
+    play per genre, so every genre is scored there; the test split alone holds three genres, none of
+    them the training majority)."""
+
+    unit = ""  # what the model line counts
+
+    def build(self, corpus, config) -> dict:
+        raise NotImplementedError
+
+    def encode(self, split, examples, all_examples, tokenizer, config):
+        raise NotImplementedError
+
+    def prepare(self, corpus, tokenizer, config):
+        examples = self.build(corpus, config)
+        examples["held-out"] = examples["validation"] + examples["test"]
+        encoded = {split: self.encode(split, exs, examples, tokenizer, config) for split, exs in examples.items()}
+        sizes = ", ".join(f"{k} {len(v)} {self.unit}" for k, v in examples.items() if k != "held-out")
+        return encoded, sizes
+
+    def scores(self, model, split_data, cfg):
+        final = cfg.final_eval_batches
+        score = self.own_kinds[self.kind(None)].batches.score
+        return {score: evaluate_task(model, split_data, cfg.batch_size, final), **split_data.baselines,
+                "examples": len(split_data) if final is None else min(len(split_data), final * cfg.batch_size)}
+
+
+class GenreRecipe(_ExamplesRecipe):
+    task, unit = "genre", "scenes"
+    own_kinds = {"longformer-genre": Kind(LongformerForSequenceClassification, LongformerConfig,
+                                          longdoc.LongdocTokenizer, GenreExamples, (len(data.GENRES),))}
+
+    def build(self, corpus, config):
+        return longdoc.build_genre(corpus)
+
+    def encode(self, split, examples, all_examples, tokenizer, config):
+        encoded, n_cut = longdoc.encode_genre(examples, tokenizer, config.max_len)
+        encoded.baselines = {"majority": longdoc.majority_baseline(all_examples["train"], examples)}
+        if split != "held-out":
+            print(f"{split}: {len(examples)} scenes, {n_cut} longer than {config.max_len - 1} characters given "
+                  f"as their first {config.max_len - 1}")
+        return encoded
+
+
+class SpeakerQARecipe(_ExamplesRecipe):
+    task, unit = "speaker-qa", "questions"
+    own_kinds = {"longformer-qa": Kind(LongformerForQuestionAnswering, LongformerConfig, longdoc.LongdocTokenizer,
+                                       SpanExamples)}
+
+    def build(self, corpus, config):
+        return longdoc.build_speaker_qa(corpus, max_len=config.max_len)
+
+    def encode(self, split, examples, all_examples, tokenizer, config):
+        encoded = longdoc.encode_qa(examples, tokenizer)
+        encoded.baselines = longdoc.qa_baselines(examples)
+        return encoded
+
+
+class LMRecipe(_TaskRecipe):
+    task = "lm"
+    own_kinds = {"longformer-lm": Kind(LongformerForCausalLM, LongformerConfig, longdoc.LongdocTokenizer,
+                                       RandomWindows)}
+
+    def model_overrides(self, opts, settings):
+        overrides = {"causal": True}
+        if opts.full_attention:  # causal keeps the w/2 keys to the left: 2 x seq_len covers the whole past
+            overrides["attention_window"] = 2 * settings["seq_len"]
+        return overrides
+
+    def prepare(self, corpus, tokenizer, config):
+        splits = {split: tokenizer.encode(getattr(corpus, split)) for split in data.SPLITS}
+        return splits, f"train {len(splits['train']):,} chars, validation {len(splits['validation']):,} chars"
+
+    def scores(self, model, split_data, cfg):
+        return {"bpc": evaluate_bpc(model, split_data, cfg.batch_size, cfg.seq_len, cfg.final_eval_batches)}
+
+
+#: ``--task`` -> its recipe.
+TASKS = {"genre": GenreRecipe(), "speaker-qa": SpeakerQARecipe(), "lm": LMRecipe()}
+RECIPE = LongformerRecipe()

@@ -94,7 +94,7 @@ def eval_mem_len(mem_len, eval_chars, lr=DEFAULT_LR):
     import dataclasses
 
     from models.evaluate import cached_bpc
-    from models.train import load_checkpoint
+    from models.checkpoint import load_checkpoint
     from models.transformer_xl import TransformerXL
 
     _, _, test_ids, _ = _corpus(eval_chars)

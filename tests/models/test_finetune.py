@@ -5,8 +5,9 @@ import pytest
 import minitensor as mt
 import minitensor.functional as F
 from minitensor.testing import directional_check
-from models import data, tasks
-from models.finetune import (
+from models import data
+from models.gpt import tasks
+from models.gpt.finetune import (
     IGNORE,
     FinetuneConfig,
     GPTForTasks,

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from models import data, longdoc
+from models import data
+from models.longformer import longdoc
 
 TOY = """ACT I
 

@@ -8,7 +8,7 @@ import pytest
 import minitensor as mt
 from minitensor.testing import directional_check
 from models.longformer import Longformer, LongformerConfig, load_hf_checkpoint
-from models.longformer_heads import LongformerForSequenceClassification
+from models.longformer import LongformerForSequenceClassification
 
 V, PAD = 17, 1
 

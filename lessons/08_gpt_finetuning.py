@@ -32,11 +32,11 @@
 # 5. a fine-tuning run that learns in seconds, from a pretrained model and from scratch;
 # 6. the ablation: what each row of the README's table changes, and what the source found.
 #
-# The code lives in `models/tasks.py` (the tasks and their files) and `models/finetune.py`
+# The code lives in `models/gpt/tasks.py` (the tasks and their files) and `models/gpt/finetune.py`
 # (`TaskEncoder`, `EncodedSplit`, `GPTForTasks`, `finetune`, `evaluate`). Their docstrings
 # are the single source; we print them.
 #
-# Code between `# BEGIN SOLUTION` and `# END SOLUTION` in `models/finetune.py` is blanked
+# Code between `# BEGIN SOLUTION` and `# END SOLUTION` in `models/gpt/finetune.py` is blanked
 # out in the student copy: those are the exercises listed at the end.
 
 # %%
@@ -47,8 +47,9 @@ import time
 import numpy as np
 
 import minitensor as mt
-from models import data, finetune, tasks
-from models.finetune import (
+from models import data
+from models.gpt import finetune, tasks
+from models.gpt.finetune import (
     IGNORE,
     EncodedSplit,
     FinetuneConfig,
@@ -73,7 +74,7 @@ def max_abs_diff(a, b):
 
 
 corpus = data.load_shakespeare()
-# The pretrained model's tokenizer: the characters of the training plays (as models.finetune.prepare builds it).
+# The pretrained model's tokenizer: the characters of the training plays (as models.gpt.finetune.prepare builds it).
 tokenizer = data.CharTokenizer.from_text(corpus.train, unknown="replace")
 V = tokenizer.vocab_size
 print(f"{V} characters in the vocabulary; the special tokens get ids {V}, {V + 1}, {V + 2}")
@@ -520,7 +521,7 @@ print(f"\nlesson 08 ran in {time.perf_counter() - LESSON_START:.1f} s")
 # %% [markdown]
 # ## Exercises
 #
-# In the student copy three regions of `models/finetune.py` raise `NotImplementedError`;
+# In the student copy three regions of `models/gpt/finetune.py` raise `NotImplementedError`;
 # the lesson stops at the first one it meets, so do them in this order:
 #
 # 1. **the input transforms** in `TaskEncoder.sequences` (section 1): one branch per

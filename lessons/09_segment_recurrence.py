@@ -31,7 +31,7 @@
 # 4. the stop-gradient SG and truncated backpropagation through time: no gradient
 #    reaches the memory, and the memory keeps no computation graph alive.
 #
-# The model is `models/transformer_xl.py` (`TransformerXL`, its `forward(ids, mems)
+# The model is `models/transformer_xl/model.py` (`TransformerXL`, its `forward(ids, mems)
 # -> (logits, new_mems)`), the memory concatenation and the masks are in
 # `minitensor/attention/masked.py` (`concat_memory`, `causal_mask`). Relative
 # positions, which make the memory usable at all, are lesson 10; here we use them

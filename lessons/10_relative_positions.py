@@ -32,7 +32,7 @@
 # 6. a float64 gradient check of `relative_scores`.
 #
 # The primitives are in `minitensor/attention/relative.py` (`sinusoid_positions`,
-# `rel_shift`, `relative_scores`), the model in `models/transformer_xl.py`. Their
+# `rel_shift`, `relative_scores`), the model in `models/transformer_xl/model.py`. Their
 # docstrings are the single source; we print them.
 #
 # Code between `# BEGIN SOLUTION` and `# END SOLUTION` in this file is blanked out in

@@ -34,7 +34,7 @@
 # 6. checks that the memory carries no graph: the process memory stays flat.
 #
 # The library code is `models/evaluate.py` (`cached_bpc`, `vanilla_bpc`) and
-# `models/transformer_xl.py`. Their docstrings are the single source; we print them.
+# `models/transformer_xl/model.py`. Their docstrings are the single source; we print them.
 #
 # Code between `# BEGIN SOLUTION` and `# END SOLUTION` in this file is blanked out in
 # the student copy: those are the exercises listed at the end.

@@ -33,7 +33,7 @@
 #
 # The primitives are in `minitensor/attention/banded.py` (`banded_attention`,
 # `banded_attention_reference`, `band_key_index`, `allowed_keys`); the encoder is
-# `models/longformer.py`. Global attention is lesson 13.
+# `models/longformer/model.py`. Global attention is lesson 13.
 #
 # Code between `# BEGIN SOLUTION` and `# END SOLUTION` in this file is blanked out in
 # the student copy: those are the exercises listed at the end.

@@ -31,7 +31,7 @@
 # 5. the cost of $G$ global tokens, $O(T\,(w + G))$, measured.
 #
 # The primitive is `banded_attention` (`minitensor/attention/banded.py`); the heads are in
-# `models/longformer_heads.py`; the tasks in `models/longdoc.py`.
+# `models/longformer/heads.py`; the tasks in `models/longformer/longdoc.py`.
 #
 # Code between `# BEGIN SOLUTION` and `# END SOLUTION` in this file is blanked out in
 # the student copy: those are the exercises listed at the end.
@@ -186,11 +186,11 @@ print(f"copies of Q_s, K_s, V_s: global row 13 == full attention of row 13: "
 # | span extraction (speaker QA) | every question token | each context token must compare itself with the question |
 # | character LM | none | causal, and a global token would see the future |
 #
-# The heads of `models/longformer_heads.py` make these choices themselves: classification
+# The heads of `models/longformer/heads.py` make these choices themselves: classification
 # sets position 0, question answering sets the positions of its `question_mask`. A padding
 # token is never global. **Exercise 2.** Write `task_global_mask(task, ids, pad_id, sep_id)`:
 # (B, T) bool for a batch of right-padded inputs laid out as our tasks do
-# (`models/longdoc.py`): for `"genre"` position 0; for `"speaker-qa"` everything from
+# (`models/longformer/longdoc.py`): for `"genre"` position 0; for `"speaker-qa"` everything from
 # position 0 up to and including the first `sep_id` (start token, question, separator);
 # for `"lm"` nothing. Padding is never global; an unknown task is a `ValueError`.
 
@@ -228,7 +228,7 @@ for task in ("genre", "speaker-qa", "lm"):
 # sequences:
 
 # %%
-from models.longformer_heads import LongformerForSequenceClassification
+from models.longformer import LongformerForSequenceClassification
 
 T_M, V_M, MARKER = 256, 8, 7
 

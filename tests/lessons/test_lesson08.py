@@ -1,6 +1,6 @@
 r"""Checks for lesson 08 (GPT fine-tuning). Run with `pytest -m lesson08`.
 
-The exercises are three regions of models/finetune.py: the input transforms in
+The exercises are three regions of models/gpt/finetune.py: the input transforms in
 ``TaskEncoder.sequences``, the $L_1$ targets in ``EncodedSplit.batch`` and the head in
 ``GPTForTasks.forward``. They are tested directly on a small hand-made vocabulary (no
 corpus needed) and through the lesson's globals (the lesson is executed once per module

@@ -3,7 +3,7 @@ r"""Checks for lesson 13 (Longformer's global attention). Run with `pytest -m le
 The exercises are the lesson's own functions: ``global_attention_dense`` (the rule of local and
 global rows, with (T, T) masks), tested against ``banded_attention`` over random shapes and
 global sets and against entries by hand; and ``task_global_mask`` (which tokens are global per
-task), tested on hand-made batches and against the real encoded tasks of ``models/longdoc.py``.
+task), tested on hand-made batches and against the real encoded tasks of ``models/longformer/longdoc.py``.
 """
 import math
 

@@ -16,7 +16,7 @@ P(u) = \mathrm{softmax}(h_n W_e^\top)$$
 
 Parameter names follow Hugging Face's ``openai-gpt`` (``tokens_embed``, ``positions_embed``,
 ``h.N.attn.c_attn``, ``h.N.attn.c_proj``, ``h.N.ln_1``, ``h.N.mlp.c_fc``, ``h.N.mlp.c_proj``,
-``h.N.ln_2``), so loading the real weights (:func:`load_hf_checkpoint`) is a rename plus a
+``h.N.ln_2``), so loading the real weights (:func:`models.gpt.load_hf_checkpoint`) is a rename plus a
 transpose: HF's ``Conv1D`` stores its weight as (in, out), our ``Linear`` as (out, in).
 """
 from __future__ import annotations
@@ -274,7 +274,7 @@ class GPT(nn.Module):
 
     @classmethod
     def load_hf_checkpoint(cls, directory, dtype=np.float32) -> GPT:
-        """See :func:`load_hf_checkpoint`."""
+        """See :func:`models.gpt.load_hf_checkpoint`."""
         from .hf_checkpoint import load_hf_checkpoint  # which imports this module
 
         return load_hf_checkpoint(directory, dtype=dtype)

@@ -155,7 +155,7 @@ class LongformerForCausalLM(nn.Module):
     The given config is FORCED causal: ``config.causal`` False is replaced by a copy with
     ``causal=True`` (``self.config``; the caller's object is not changed). Output tied to the word
     embeddings: $\text{logits} = h W_e^\top + b$ (``lm_bias``, zeros at init). ``forward(ids)`` ->
-    (B, T, V); ``lm_loss(x, y)`` the mean cross-entropy in nats, GPT's contract (models/train.py's
+    (B, T, V); ``lm_loss(x, y)`` the mean cross-entropy in nats, GPT's contract (models/gpt/recipe.py's
     RandomWindows and ``evaluate_bpc`` work unchanged).
 
     Positions: the LM pads nothing, so every id (``pad_id`` included: it may well be a character) is a

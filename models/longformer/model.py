@@ -18,7 +18,7 @@ with the exact (erf) GELU, RoBERTa's ``hidden_act="gelu"``.
 
 Parameter names follow Hugging Face's ``LongformerModel`` (``embeddings.word_embeddings``,
 ``encoder.layer.N.attention.self.query_global``, ``...attention.output.LayerNorm``,
-``...intermediate.dense``, ``...output.dense`` ...), so :func:`load_hf_checkpoint` is a key match.
+``...intermediate.dense``, ``...output.dense`` ...), so :func:`models.longformer.load_hf_checkpoint` is a key match.
 
 Any length 1..``max_len`` is accepted: :func:`banded_attention` handles a T that is not a multiple
 of the window itself (it pads its residue subsequences and query chunks internally), so unlike HF
@@ -48,7 +48,7 @@ from ..weights import normal
 
 __all__ = ["PRESETS", "Longformer", "LongformerConfig"]
 
-# The task heads (classification, span extraction, causal LM) live in models/longformer_heads.py.
+# The task heads (classification, span extraction, causal LM) live in models/longformer/heads.py.
 
 #: Named configurations. ``tiny`` runs on a CPU in tests and lessons; ``base`` is
 #: ``longformer-base-4096``: 12 layers, 768 wide, 12 heads, window 512 in every layer, 4,096 tokens.
@@ -76,7 +76,7 @@ class LongformerConfig(PresetConfig):
 
     ``attention_dropout`` (HF's ``attention_probs_dropout_prob``) drops attention probabilities in
     training mode; ``hidden_dropout`` the embeddings and sub-layer outputs. ``causal=True`` gives every
-    layer the causal band (keys $j \le i$ only): :class:`~models.longformer_heads.LongformerForCausalLM`.
+    layer the causal band (keys $j \le i$ only): :class:`~models.longformer.heads.LongformerForCausalLM`.
     """
 
     PRESETS = PRESETS
@@ -169,7 +169,7 @@ class LongformerSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.causal = config.causal
         # attention-probability dropout (HF's attention_probs_dropout_prob), drawn from the model's one
-        # dropout generator so exact resume (models/train.py saves every Generator) keeps working
+        # dropout generator so exact resume (models/checkpoint.py saves every Generator) keeps working
         self.attention_dropout, self.dropout_rng = config.attention_dropout, dropout_rng
         self.window = config.attention_window[layer]
         self.dilation = tuple(config.dilation[layer])

@@ -489,7 +489,7 @@ class TransformerXL(nn.Module):
 
     @classmethod
     def load_hf_checkpoint(cls, directory, dtype=np.float32) -> TransformerXL:
-        """See :func:`load_hf_checkpoint`."""
+        """See :func:`models.transformer_xl.load_hf_checkpoint`."""
         from .hf_checkpoint import load_hf_checkpoint  # which imports this module
 
         return load_hf_checkpoint(directory, dtype=dtype)

@@ -63,6 +63,12 @@ print("get_array_module(numpy array) ->", backend.get_array_module(a).__name__)
 # loop never branch on the device; they only move data with `backend.to_device(array,
 # "cuda"|"cpu")`, which is a no-op when the array is already there.
 #
+# The one exception is deliberate and kept apart: a formula may have a faster **kernel** for one
+# device, registered in `minitensor/kernels/` under the formula's name (lesson 00 lists them).
+# The CPU has kernels for the big elementwise ops and the matrix product; on the GPU, CuPy's own
+# `erf` and atomic `scatter_add` stand in for those two formulas, and every other op runs its
+# formula through CuPy. `MINITENSOR_KERNELS=reference` runs the formulas alone on either device.
+#
 # ## 2. What `.to("cuda")` moves
 #
 # * `Tensor.to(device)` returns a COPY on the device, a new leaf: gradients do not flow back

@@ -12,8 +12,8 @@ A recipe is the project script of minGPT's ``projects/chargpt`` and nanoGPT's
 
 The loop (:func:`models.train.train`) and the checkpoints (:mod:`models.checkpoint`) find a model's
 recipe in one table, :mod:`models.recipes`, by the checkpoint's ``model`` string ("gpt", "txl",
-"longformer-genre" ...): a :class:`Kind`. Nothing outside the model packages asks what kind of model
-it holds. :func:`models.train.run` is the order in which a run calls the hooks below.
+"longformer-genre" ...): a :class:`Kind`. The loop, the checkpoints and the command line never ask
+what kind of model they hold. :func:`models.train.run` is the order in which a run calls the hooks below.
 """
 from __future__ import annotations
 

@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     # The training options default to None so that --resume can tell "not given" (take the
     # checkpoint's value) from "given" (override it); the recipe's defaults fill in the rest.
     # The help shows GPT's (models/gpt/recipe.py); the Longformer's per task are in models/longformer/recipe.py.
-    from .gpt.recipe import DEFAULTS as d
+    from .gpt.recipe import DEFAULTS
+    from .train import shared_defaults
+
+    d = {**shared_defaults(), **DEFAULTS}
     t.add_argument("--steps", type=_int(1), help=f"optimisation steps, the length of the LR schedule (default: {d['steps']})")
     t.add_argument("--batch-size", type=_int(1), help=f"sequences per step (default: {d['batch_size']})")
     t.add_argument("--seq-len", type=_int(1),

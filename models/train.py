@@ -53,7 +53,8 @@ from minitensor.backend import to_numpy
 from . import checkpoint, data, files, recipes, step_memory
 from .evaluate import model_device
 
-__all__ = ["SETTINGS", "TrainConfig", "batches_for", "check_steps_left", "progress_bar", "run", "train", "train_config_of"]
+__all__ = ["SETTINGS", "TrainConfig", "batches_for", "check_steps_left", "progress_bar", "run", "shared_defaults",
+           "train", "train_config_of"]
 
 
 @dataclass(kw_only=True)
@@ -63,7 +64,7 @@ class TrainConfig:
     A run's schedule, batches and evaluations have no defaults here: each recipe states its own
     (``DEFAULTS`` in :mod:`models.gpt.recipe`, :mod:`models.transformer_xl.recipe`,
     :mod:`models.longformer.recipe`), the values ``python -m models train`` uses. What every run
-    shares, AdamW's settings, the seed and the scope of the final figure, defaults to the same for all."""
+    shares, AdamW's settings, the seed and the scope of the final figure, has its one default here."""
 
     steps: int
     batch_size: int
@@ -276,6 +277,11 @@ def _resumed_run(opts, recipe, kind, out, given):
                          "(leave --preset out)")
     settings = {**train_config_of(path, meta).to_dict(), **given}
     return meta, tokenizer, config, settings, run_info
+
+
+def shared_defaults() -> dict:
+    """The TrainConfig fields every recipe leaves to TrainConfig's own default."""
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 
 def run(recipe, opts) -> int:

@@ -43,10 +43,10 @@ class RandomWindows:
 
 #: ``train gpt``'s settings (:class:`models.train.TrainConfig`'s fields) when no option is given: about 0.3 s per
 #: step on 2 CPU cores at the tiny preset (B=32, T=128, d=128, 4 layers), so 600 steps plus evaluations take a few
-#: minutes. ``seq_len`` is capped at the preset's n_ctx, ``warmup`` at steps/5; None: the whole validation text.
-DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": 128, "lr": 3e-3, "warmup": 100, "min_lr": 0.0,
-            "weight_decay": 0.01, "grad_clip": 1.0, "eval_every": 100, "eval_batches": 40, "ckpt_every": 200,
-            "seed": 0, "final_eval_batches": None}
+#: minutes. ``seq_len`` is capped at the preset's n_ctx, ``warmup`` at steps/5. AdamW's settings, the seed and the
+#: final figure's scope are TrainConfig's defaults, the same for every model.
+DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": 128, "lr": 3e-3, "warmup": 100, "eval_every": 100,
+            "eval_batches": 40, "ckpt_every": 200}
 
 
 class GPTRecipe(CharRecipe):

@@ -37,16 +37,14 @@ __all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "
 #: ``train longformer --preset tiny --task T``'s settings when no option is given. seq_len is the model's
 #: max_len for the tasks (whole scenes up to that many characters) and the window length for lm; warmup is
 #: at most steps/5; eval_batches None: the whole validation split. Seconds per step on 2 CPU cores are in
-#: the README.
-_SHARED = {"warmup": 100, "min_lr": 0.0, "weight_decay": 0.01, "grad_clip": 1.0, "seed": 0,
-           "final_eval_batches": None}
+#: the README. AdamW's settings, the seed and the final figure's scope are TrainConfig's defaults.
 DEFAULTS = {
     "genre": {"steps": 400, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 100, "eval_batches": None,
-              "ckpt_every": 100, **_SHARED},
+              "ckpt_every": 100, "warmup": 100},
     "speaker-qa": {"steps": 1500, "batch_size": 8, "seq_len": 1024, "lr": 1e-3, "eval_every": 250,
-                   "eval_batches": None, "ckpt_every": 250, **_SHARED},
+                   "eval_batches": None, "ckpt_every": 250, "warmup": 100},
     "lm": {"steps": 1000, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250, "eval_batches": 10,
-           "ckpt_every": 250, **_SHARED},
+           "ckpt_every": 250, "warmup": 100},
 }
 # The model per task, on top of the tiny preset: the windows (w, w/2 keys each side) of each layer. genre:
 # CLS is global and reads every token, the band only builds local features. speaker-qa: the answer

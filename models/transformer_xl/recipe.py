@@ -66,9 +66,8 @@ class Recurrence:
 
 #: ``train txl``'s settings when no option is given (GPT's, at the tiny preset's segment length 64:
 #: ``seq_len`` is the preset's ``tgt_len`` unless --seq-len sets both; ``warmup`` at most steps/5).
-DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": None, "lr": 3e-3, "warmup": 100, "min_lr": 0.0,
-            "weight_decay": 0.01, "grad_clip": 1.0, "eval_every": 100, "eval_batches": 40, "ckpt_every": 200,
-            "seed": 0, "final_eval_batches": None}
+DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": None, "lr": 3e-3, "warmup": 100, "eval_every": 100,
+            "eval_batches": 40, "ckpt_every": 200}
 
 
 class TransformerXLRecipe(CharRecipe):

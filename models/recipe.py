@@ -32,6 +32,7 @@ class Kind(NamedTuple):
     config: type  # its config class (a models.config.PresetConfig)
     tokenizer: type  # the tokenizer of its vocabulary (from_dict / to_dict)
     batches: type  # the batches-and-loss adapter: batches(train_data, cfg, device)
+    step_shape: object  # (model, seq_len) -> (L, d, d_ff, H, K, V) for models.step_memory's lower bound
     build_args: tuple = ()  # what the model takes after its config (the genre head: the number of labels)
 
 

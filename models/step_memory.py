@@ -19,33 +19,15 @@ from __future__ import annotations
 
 import os
 
-from .gpt import GPT
-from .longformer import Longformer
-from .transformer_xl import TransformerXL
+from . import recipes
 
 GIB = 2 ** 30
-
-
-def _shape(model, seq_len):
-    """``(L, d, d_ff, H, K, V)`` of ``model`` at ``seq_len``; ``V`` is 0 for a task head (no logits over
-    the vocabulary)."""
-    c = model.config
-    if isinstance(model, GPT):
-        return c.n_layer, c.d_model, c.d_ff, c.n_head, seq_len, c.vocab_size
-    if isinstance(model, TransformerXL):
-        return c.n_layer, c.d_model, c.d_inner, c.n_head, seq_len + c.mem_len, c.vocab_size
-    if not isinstance(model, Longformer) and not isinstance(getattr(model, "longformer", None), Longformer):
-        raise TypeError(f"step_memory: no estimate for {type(model).__name__}")
-    windows = c.attention_window if isinstance(c.attention_window, list) else [c.attention_window]
-    band = min(min(windows) + 1, seq_len)  # the narrowest layer's band: still a lower bound
-    vocab = c.vocab_size if hasattr(model, "lm_loss") else 0
-    return c.n_layer, c.d_model, c.d_ff, c.n_head, band, vocab
 
 
 def step_bytes(model, batch_size: int, seq_len: int) -> dict:
     """The lower bound of the module docstring, in bytes, by part:
     ``{"attention scores", "activations", "logits", "weights and optimizer", "total"}``."""
-    n_layer, d, d_ff, heads, keys, vocab = _shape(model, seq_len)
+    n_layer, d, d_ff, heads, keys, vocab = recipes.kind(recipes.kind_of(model)).step_shape(model, seq_len)
     params = model.parameters()
     item = params[0].data.dtype.itemsize if params else 4
     n = batch_size * seq_len

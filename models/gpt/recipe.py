@@ -49,9 +49,15 @@ DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": 128, "lr": 3e-3, "warmup"
             "eval_batches": 40, "ckpt_every": 200}
 
 
+def step_shape(model, seq_len):
+    """(layers, width, inner width, heads, keys per query, vocabulary) of a step (models.step_memory)."""
+    c = model.config
+    return c.n_layer, c.d_model, c.d_ff, c.n_head, seq_len, c.vocab_size
+
+
 class GPTRecipe(CharRecipe):
     name = "gpt"
-    kinds = {"gpt": Kind(GPT, GPTConfig, data.CharTokenizer, RandomWindows)}
+    kinds = {"gpt": Kind(GPT, GPTConfig, data.CharTokenizer, RandomWindows, step_shape)}
 
     def for_options(self, opts):
         super().for_options(opts)

@@ -269,10 +269,24 @@ class _ExamplesRecipe(_TaskRecipe):
                 "examples": len(split_data) if final is None else min(len(split_data), final * cfg.batch_size)}
 
 
+def step_shape(model, seq_len, logits=False):
+    """(layers, width, inner width, heads, keys per query, vocabulary) of a step (models.step_memory): a
+    query sees its band (the narrowest layer's: still a lower bound); a task head has no vocabulary logits."""
+    c = model.config
+    windows = c.attention_window if isinstance(c.attention_window, list) else [c.attention_window]
+    return c.n_layer, c.d_model, c.d_ff, c.n_head, min(min(windows) + 1, seq_len), c.vocab_size if logits else 0
+
+
+def lm_step_shape(model, seq_len):
+    """:func:`step_shape` of the language model, with its logits over the vocabulary."""
+    return step_shape(model, seq_len, logits=True)
+
+
 class GenreRecipe(_ExamplesRecipe):
     task, unit = "genre", "scenes"
     own_kinds = {"longformer-genre": Kind(LongformerForSequenceClassification, LongformerConfig,
-                                          longdoc.LongdocTokenizer, GenreExamples, (len(data.GENRES),))}
+                                          longdoc.LongdocTokenizer, GenreExamples, step_shape,
+                                          (len(data.GENRES),))}
 
     def build(self, corpus, config):
         return longdoc.build_genre(corpus)
@@ -289,7 +303,7 @@ class GenreRecipe(_ExamplesRecipe):
 class SpeakerQARecipe(_ExamplesRecipe):
     task, unit = "speaker-qa", "questions"
     own_kinds = {"longformer-qa": Kind(LongformerForQuestionAnswering, LongformerConfig, longdoc.LongdocTokenizer,
-                                       SpanExamples)}
+                                       SpanExamples, step_shape)}
 
     def build(self, corpus, config):
         return longdoc.build_speaker_qa(corpus, max_len=config.max_len)
@@ -303,7 +317,7 @@ class SpeakerQARecipe(_ExamplesRecipe):
 class LMRecipe(_TaskRecipe):
     task = "lm"
     own_kinds = {"longformer-lm": Kind(LongformerForCausalLM, LongformerConfig, longdoc.LongdocTokenizer,
-                                       RandomWindows)}
+                                       RandomWindows, lm_step_shape)}
 
     def model_overrides(self, opts, settings):
         overrides = {"causal": True}

@@ -70,9 +70,16 @@ DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": None, "lr": 3e-3, "warmup
             "eval_batches": 40, "ckpt_every": 200}
 
 
+def step_shape(model, seq_len):
+    """(layers, width, inner width, heads, keys per query, vocabulary) of a step (models.step_memory):
+    a query sees the memory's ``mem_len`` keys and the segment's."""
+    c = model.config
+    return c.n_layer, c.d_model, c.d_inner, c.n_head, seq_len + c.mem_len, c.vocab_size
+
+
 class TransformerXLRecipe(CharRecipe):
     name = "txl"
-    kinds = {"txl": Kind(TransformerXL, TransformerXLConfig, data.CharTokenizer, Recurrence)}
+    kinds = {"txl": Kind(TransformerXL, TransformerXLConfig, data.CharTokenizer, Recurrence, step_shape)}
     bpc_unit = "segments"
     bpc_how = " (cached evaluation)"
 

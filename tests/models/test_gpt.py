@@ -1,4 +1,4 @@
-"""GPT-1 (models/gpt.py) against an independent dense NumPy reference, plus its API and errors."""
+"""GPT-1 (models/gpt/model.py) against an independent dense NumPy reference, plus its API and errors."""
 import json
 import math
 

@@ -1,4 +1,4 @@
-"""Long-document tasks (models/longdoc.py): scenes, genre, speaker QA, encoding, baselines."""
+"""Long-document tasks (models/longformer/longdoc.py): scenes, genre, speaker QA, encoding, baselines."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Longformer (models/longformer.py) against a dense NumPy reference with an explicit allowed-key mask."""
+"""Longformer (models/longformer/model.py) against a dense NumPy reference with an explicit allowed-key mask."""
 import json
 import math
 

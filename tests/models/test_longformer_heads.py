@@ -1,4 +1,4 @@
-"""Longformer task heads (models/longformer_heads.py): QA (question tokens global, -inf non-answer
+"""Longformer task heads (models/longformer/heads.py): QA (question tokens global, -inf non-answer
 logits, loss, predict_spans) and the causal LM (causality, window >= 2T equals dense causal attention),
 plus attention dropout wired through the encoder."""
 import numpy as np

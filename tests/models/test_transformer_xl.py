@@ -1,4 +1,4 @@
-"""Transformer-XL (models/transformer_xl.py) against an independent NumPy reference written from the
+"""Transformer-XL (models/transformer_xl/model.py) against an independent NumPy reference written from the
 equations (explicit relative distances, no rel-shift), plus memory semantics, stop-gradient, errors,
 presets and Hugging Face checkpoints."""
 import json

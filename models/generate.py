@@ -16,7 +16,7 @@ from minitensor.backend import to_device, to_numpy
 
 from .evaluate import eval_mode, model_device
 
-__all__ = ["command", "generate_txl", "sample_from_logits"]
+__all__ = ["check_sampling", "command", "generate_txl", "sample_from_logits"]
 
 
 def sample_from_logits(logits, temperature: float, top_k: int | None, rng: np.random.Generator) -> int:
@@ -34,22 +34,32 @@ def sample_from_logits(logits, temperature: float, top_k: int | None, rng: np.ra
     return nxt
 
 
+def check_sampling(where: str, prompt_ids, vocab_size: int, length, temperature, top_k, rng) -> tuple:
+    """``(prompt, rng)``: the prompt as a 1-D int64 array and ``rng`` as a Generator (an int seeds one),
+    after refusing, with ``where`` in the message, an empty or out-of-range prompt, a negative ``length``,
+    a ``temperature`` that is not > 0 and a ``top_k`` outside ``[1, vocab_size]``."""
+    prompt = np.asarray(to_numpy(prompt_ids.data) if isinstance(prompt_ids, mt.Tensor) else prompt_ids)
+    if prompt.ndim != 1 or prompt.size == 0:
+        raise ValueError(f"{where}: the prompt must be a non-empty 1-D array of token ids, got shape {prompt.shape}")
+    if prompt.dtype.kind not in "iu":
+        raise TypeError(f"{where}: prompt ids must be integers, got dtype {prompt.dtype}")
+    if prompt.min() < 0 or prompt.max() >= vocab_size:
+        bad = prompt[(prompt < 0) | (prompt >= vocab_size)][0]
+        raise ValueError(f"{where}: prompt id {int(bad)} is out of range [0, {vocab_size})")
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
+        raise ValueError(f"{where}: length must be an int >= 0, got {length!r}")
+    if not temperature > 0:
+        raise ValueError(f"{where}: temperature must be > 0, got {temperature!r} (use top_k=1 for greedy)")
+    if top_k is not None and not (isinstance(top_k, (int, np.integer)) and 1 <= top_k <= vocab_size):
+        raise ValueError(f"{where}: top_k must be None or an int in [1, {vocab_size}], got {top_k!r}")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return prompt.astype(np.int64), rng
+
+
 def generate_txl(model, prompt_ids, length: int, temperature: float = 1.0, top_k: int | None = None,
                  rng=None) -> np.ndarray:
     """``length`` new ids (int64) continuing ``prompt_ids`` (1-D, at least one id), eval mode, no graph."""
-    prompt = np.asarray(prompt_ids, dtype=np.int64)
-    v = model.config.vocab_size
-    if prompt.ndim != 1 or len(prompt) == 0:
-        raise ValueError(f"generate_txl: prompt_ids must be a non-empty 1-D sequence, got shape {prompt.shape}")
-    if prompt.min() < 0 or prompt.max() >= v:
-        raise ValueError(f"generate_txl: prompt ids must be in [0, {v})")
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
-        raise ValueError(f"generate_txl: length must be an int >= 0, got {length!r}")
-    if not temperature > 0:
-        raise ValueError(f"generate_txl: temperature must be > 0, got {temperature!r} (use top_k=1 for greedy)")
-    if top_k is not None and not (isinstance(top_k, (int, np.integer)) and 1 <= top_k <= v):
-        raise ValueError(f"generate_txl: top_k must be None or an int in [1, {v}], got {top_k!r}")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    prompt, rng = check_sampling("generate_txl", prompt_ids, model.config.vocab_size, length, temperature, top_k, rng)
     device = model_device(model)
     out = np.empty(length, dtype=np.int64)
     with eval_mode(model):

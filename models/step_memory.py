@@ -17,8 +17,6 @@ could never have run.
 """
 from __future__ import annotations
 
-import os
-
 from . import recipes
 
 GIB = 2 ** 30

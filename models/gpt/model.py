@@ -34,7 +34,7 @@ from minitensor.backend import to_numpy
 
 from ..config import PresetConfig
 from ..evaluate import eval_mode
-from ..generate import sample_from_logits
+from ..generate import check_sampling, sample_from_logits
 from ..weights import normal
 
 __all__ = ["GPT", "PRESETS", "GPTConfig"]
@@ -244,24 +244,7 @@ class GPT(nn.Module):
         k most likely tokens (``top_k=1`` is greedy decoding). ``rng``: a Generator or int seed.
         Runs in eval mode (no dropout) without recording a graph; the training mode is restored.
         """
-        prompt = np.asarray(to_numpy(prompt_ids.data) if isinstance(prompt_ids, mt.Tensor) else prompt_ids)
-        v = self.config.vocab_size
-        if prompt.ndim != 1 or prompt.size == 0:
-            raise ValueError(f"generate: the prompt must be a non-empty 1-D array of token ids, got shape {prompt.shape}")
-        if prompt.dtype.kind not in "iu":
-            raise TypeError(f"generate: prompt ids must be integers, got dtype {prompt.dtype}")
-        if prompt.min() < 0 or prompt.max() >= v:
-            bad = prompt[(prompt < 0) | (prompt >= v)][0]
-            raise ValueError(f"generate: prompt id {int(bad)} is out of range for vocab_size {v}")
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
-            raise ValueError(f"generate: length must be an int >= 0, got {length!r}")
-        if not temperature > 0:
-            raise ValueError(f"generate: temperature must be > 0, got {temperature!r} (use top_k=1 for greedy)")
-        if top_k is not None and not (isinstance(top_k, (int, np.integer)) and 1 <= top_k <= v):
-            raise ValueError(f"generate: top_k must be None or an int in [1, {v}], got {top_k!r}")
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-        ids = prompt.astype(np.int64)
+        ids, rng = check_sampling("generate", prompt_ids, self.config.vocab_size, length, temperature, top_k, rng)
         out = np.empty(length, dtype=np.int64)
         with eval_mode(self):
             for i in range(length):

@@ -22,6 +22,7 @@ import argparse
 import math
 import sys
 
+
 def _int(low):
     """An argparse type: an integer >= ``low`` (the message names the flag: argparse adds it)."""
     def parse(text):

@@ -152,6 +152,7 @@ class LongformerRecipe(Recipe):
 
     @property
     def kinds(self):
+        """Every task's checkpoint kind -> its :class:`~models.recipe.Kind`."""
         return {kind: k for recipe in TASKS.values() for kind, k in recipe.own_kinds.items()}
 
     def for_options(self, opts):
@@ -185,6 +186,7 @@ class _TaskRecipe(Recipe):
 
     @property
     def kinds(self):
+        """This task's checkpoint kind -> its :class:`~models.recipe.Kind`."""
         return self.own_kinds
 
     def check_preset(self, preset):

@@ -223,14 +223,22 @@ def marked_test_files(copy_dir, lesson):
                   if mark.search(p.read_text(encoding="utf-8")))
 
 
+def pytest_command() -> list:
+    """``pytest`` as a student types it: the executable beside this Python (``python -m pytest`` where
+    there is none)."""
+    exe = Path(sys.executable).with_name("pytest.exe" if os.name == "nt" else "pytest")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pytest"]
+
+
 def run_pytest(copy_dir, lesson, timeout=600):
     """(exit code, last line, seconds, output) of ``pytest -m lessonNN`` inside ``copy_dir``."""
-    # PYTHONPATH: the copy's packages, never the editable install of the repository itself
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(copy_dir),
-           "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
+    # Exactly the student's command, bare `pytest` in the copy's root with this install active and no
+    # PYTHONPATH: pyproject's `pythonpath = ["."]` is what makes it import the copy's packages.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"OPENBLAS_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"})
     start = time.perf_counter()
     try:
-        res = subprocess.run([sys.executable, "-m", "pytest", *PYTEST_FLAGS, "-m", f"lesson{lesson}",
+        res = subprocess.run([*pytest_command(), *PYTEST_FLAGS, "-m", f"lesson{lesson}",
                               *marked_test_files(copy_dir, lesson)],
                              cwd=copy_dir, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         rc, out = res.returncode, res.stdout + res.stderr
@@ -363,8 +371,12 @@ def main(argv=None):
         if args.command == "make":
             done = make(args.out_dir)
             lessons = sorted({r.lesson for r in done})
-            print(f"wrote {args.out_dir}: {len(done)} regions stubbed "
-                  f"(lessons {', '.join(lessons)}); pytest -m lessonNN there fails until solved")
+            print(f"wrote {args.out_dir}: {len(done)} regions stubbed (lessons {', '.join(lessons)}).\n"
+                  f"Work there, from its root, with this install's environment active:\n"
+                  f"  cd {args.out_dir}\n"
+                  f"  python -m lessons {lessons[0]}      # runs lesson {lessons[0]} on the copy's code; stops at "
+                  f"its first unfinished exercise\n"
+                  f"  pytest -m lesson{lessons[0]} -x    # checks that lesson's exercises; fails until they are solved")
             return 0
         return verify(jobs=args.jobs, per_region=args.per_region)
     except ExerciseError as exc:

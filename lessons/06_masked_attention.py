@@ -342,7 +342,9 @@ print("fully-masked row, output of head 0:", out_hand[0, 0, 1])
 # convention of section 3 costs nothing in the backward pass. The same line of
 # code serves masked and unmasked rows, and $p$ is all it needs to save.
 #
-# This is exercise 2: `softmax_vjp(p, grad, axis)` in `minitensor/attention/masked.py`
+# ### Exercise 2: the backward of the masked softmax
+#
+# `softmax_vjp(p, grad, axis)` in `minitensor/attention/masked.py`
 # returns $\bar s$ from the saved `p`, the upstream `grad` $= \bar p$ and the softmax
 # axis: the boxed formula as array code, one line. Below it is checked
 # against the full Jacobian, built row by row.

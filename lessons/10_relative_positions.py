@@ -82,12 +82,15 @@ rng = np.random.default_rng(0)
 #
 # the same $U_{1:L}$ twice. Below, a vocabulary of $V = 6$ tokens in $d = 8$ dimensions,
 # $L = 4$, and the sinusoid codes of positions $0..L-1$ as $U$. Two consecutive segments
-# get identical position codes, index by index.
+# get the same position codes, index by index: the difference printed below is only the
+# $10^{-16}$ rounding of computing $(E + U) - E$ in floating point, not a difference in $U$.
 
 # %%
 V_ABS, D_ABS, L_ABS = 6, 8, 4
 E = rng.standard_normal((V_ABS, D_ABS))  # token embeddings E_x
-U = sinusoid_positions(L_ABS, D_ABS, np.float64)[::-1]  # U_0 .. U_{L-1}: row p is position p
+# sinusoid_positions lists the LONGEST distance first (row c encodes L-1-c; section 3 explains why),
+# so reversed, row p encodes p: U_0 .. U_{L-1}
+U = sinusoid_positions(L_ABS, D_ABS, np.float64)[::-1]
 seg_prev = np.array([2, 0, 5, 1])  # s_tau: becomes the memory
 seg_cur = np.array([2, 3, 4, 5])  # s_{tau+1}: token 2 again at index 0
 x_prev = E[seg_prev] + U  # E_{s_tau} + U_{1:L}
@@ -219,7 +222,9 @@ print(f"memory key 0 vs current key 0 (distances 6 and 2): |diff| = {relative_im
 # $$
 #
 # Row $i$ is shifted left by $T - 1 - i$ places: a different shift per row, which looks
-# like a gather. The trick does it with a pad and two reshapes. Prepend a zero column,
+# like a gather. (`rel_shift`'s docstring says $T - i$: it counts the shift in the padded
+# rows of length $K + 1$, whose extra zero column comes first; here we count columns of the
+# unpadded row of length $K$. Both are right, one column apart.) The trick does it with a pad and two reshapes. Prepend a zero column,
 # $T \times (K + 1)$; read the same memory as $(K + 1) \times T$; drop the first row (the
 # first $T$ entries); read the remaining $KT$ entries as $T \times K$. Entry $(i, j)$ of
 # the result is entry $T + iK + j$ of the flat padded buffer, and the padded row $i'$

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 01 — scalar autograd from scratch
 #
+# **Needs:** no earlier exercise: a fresh student copy can start here.
+#
 # Every deep learning framework rests on one idea: *reverse-mode automatic
 # differentiation*. You write an ordinary computation, the framework remembers
 # how each number was made, and one call to `backward()` gives you the
@@ -201,7 +203,7 @@ def _pow(self, n):
     out = Value(self.data**n, (self,), f"**{n}")
 
     def _backward():
-        # BEGIN SOLUTION lesson 01: d(x**n)/dx = n x**(n-1); accumulate (+=) into self.grad
+        # BEGIN SOLUTION lesson 01: the local derivative of x**n derived above, times the output's gradient, ADDED to self.grad
         self.grad += n * self.data ** (n - 1) * out.grad
         # END SOLUTION
 
@@ -256,7 +258,7 @@ def _tanh(self):
     out = Value(t, (self,), "tanh")
 
     def _backward():
-        # BEGIN SOLUTION lesson 01: d tanh(x)/dx = 1 - tanh(x)**2 (t is already computed); accumulate into self.grad
+        # BEGIN SOLUTION lesson 01: the local derivative of tanh derived above (t is already computed), times the output's gradient, added to self.grad
         self.grad += (1.0 - t * t) * out.grad
         # END SOLUTION
 
@@ -336,7 +338,7 @@ def topological_order(root):
     Iterative depth-first search: no recursion, so graph depth is not limited
     by Python's recursion limit.
     """
-    # BEGIN SOLUTION lesson 01: iterative depth-first search returning every node after its parents (no recursion)
+    # BEGIN SOLUTION lesson 01: the topological order described above: every node after all of its parents, found without recursion
     order = []
     visited = set()
     stack = [(root, False)]
@@ -611,4 +613,4 @@ print("predictions:", ", ".join(f"{model(x).data:+.2f}" for x in XOR_X), " targe
 # `sigmoid` (built from `exp`, `+` and `/`, no new backward rule), and check
 # them against finite differences the way section 7 does.
 #
-# Check your work with `pytest -m lesson01`.
+# Check your work with `pytest -m lesson01 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 02 — tensors, vector-Jacobian products and broadcasting
 #
+# **Needs:** no earlier exercise: a fresh student copy can start here.
+#
 # Lesson 01 differentiated programs made of single numbers. Real networks
 # work on arrays: a batch of inputs, a weight matrix, a bias vector. In this
 # lesson we move from the scalar `Value` to the `Tensor` of `minitensor`.
@@ -488,7 +490,7 @@ class Hypot(mt.Function):
     def backward(ctx, grad):
         a, b, y = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        # BEGIN SOLUTION lesson 02: Hypot.backward: d y/d a = a / y, d y/d b = b / y, times grad; None where not needed
+        # BEGIN SOLUTION lesson 02: Hypot.backward: the two partial derivatives in Hypot's docstring, times grad; None for an input that needs none
         grad_a = grad * a / y if need_a else None
         grad_b = grad * b / y if need_b else None
         return grad_a, grad_b
@@ -542,4 +544,4 @@ print("directional check passed:", mt.testing.directional_check(
 # $\partial y/\partial b = y \log a$), and test it on shapes $(2, 1, 3)$ and
 # $(4, 1)$.
 #
-# Check your work with `pytest -m lesson02`.
+# Check your work with `pytest -m lesson02 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 03 — gradient checking
 #
+# **Needs:** the exercises of lesson 02 solved first (its tests and code call them).
+#
 # The autograd engine is only as good as the backward of each op: the engine
 # multiplies and adds whatever the ops hand it, and a wrong backward does not
 # crash. It produces gradients that are slightly or completely wrong, the
@@ -265,7 +267,7 @@ print(f"spacing of float32 numbers near s: {np.spacing(np.float32(34.0)):.1e}")
 # %%
 def relative_error(a, n):
     """max |a - n| / max(max |a|, max |n|), and 0.0 when both are all zeros."""
-    # BEGIN SOLUTION lesson 03: relative_error: max|a - n| / max(max|a|, max|n|) in float64, 0.0 when both are all zeros
+    # BEGIN SOLUTION lesson 03: relative_error: the relative error defined above, in float64 (0.0 when both are all zeros)
     a = np.asarray(a, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     scale = max(np.abs(a).max(initial=0.0), np.abs(n).max(initial=0.0))
@@ -541,4 +543,4 @@ except mt.testing.GradcheckError as err:
 # then check your prediction in the table. Does it beat the central difference
 # in float64? By how much?
 #
-# Check your work with `pytest -m lesson03`.
+# Check your work with `pytest -m lesson03 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 04 — building blocks, with their derivations
 #
+# **Needs:** the exercises of lessons 02 and 03 solved first (its tests and code call them).
+#
 # A GPT is assembled from a handful of pieces: linear maps, a non-linearity
 # (GELU), layer normalisation, softmax (inside attention and at the output) and
 # the cross-entropy loss. `minitensor` gives each of them a hand-written
@@ -256,7 +258,7 @@ show(Softmax.backward, source=True)
 def softmax_jacobian(y):
     r"""The softmax Jacobian $J_{ij} = \partial y_i / \partial x_j = y_i([i=j] - y_j)$
     from the softmax *output* ``y`` (NumPy, shape (..., C)); returns shape (..., C, C)."""
-    # BEGIN SOLUTION lesson 04: softmax_jacobian: J_ij = y_i ([i=j] - y_j), shape (..., C, C)
+    # BEGIN SOLUTION lesson 04: softmax_jacobian: the Jacobian of section 3 for a whole batch, shape (..., C, C), without loops
     eye = np.eye(y.shape[-1], dtype=y.dtype)
     J = y[..., :, None] * (eye - y[..., None, :])  # row i, column j
     return J
@@ -642,7 +644,7 @@ print(model)
 # can be checked on its own: `pytest -m lesson04 -k layer_norm`, `-k cross_entropy`.
 # The tests of `softmax_jacobian` and of the demos run the whole lesson.
 #
-# Check your work with `pytest -m lesson04`.
+# Check your work with `pytest -m lesson04 -x` (from the repository's root; `-x` stops at the first failure).
 #
 # ## Where the speed comes from
 #

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 05 — optimizers: SGD, momentum, Adam, warmup and annealing
 #
+# **Needs:** the exercises of lesson 04 solved first (its tests and code call them).
+#
 # Backpropagation gives us $g = \nabla_\theta L$. What to *do* with it is the
 # optimizer's job, and the answer matters as much as the model: GPT-1 was
 # trained with Adam, a learning rate warmed up linearly to $2.5 \cdot 10^{-4}$
@@ -364,7 +366,7 @@ def warmup_cosine_lr(step, *, warmup, total, peak_lr, min_lr=0.0):
     r"""The learning rate for update number ``step`` (0-based): linear warmup to ``peak_lr``
     over ``warmup`` steps, then a cosine from ``peak_lr`` to ``min_lr`` reached at ``total``
     (and held after it)."""
-    # BEGIN SOLUTION lesson 05: warmup_cosine_lr: linear warmup to peak_lr over warmup steps, then a cosine down to min_lr at total
+    # BEGIN SOLUTION lesson 05: warmup_cosine_lr: the schedule of the equations above, warmup then cosine annealing
     if step < warmup:
         return peak_lr * (step + 1) / warmup
     frac = min(1.0, (step - warmup) / max(1, total - warmup))
@@ -529,4 +531,4 @@ for name, (losses, accuracy) in comparison.items():
 # remove the bias correction from your Adam and watch the first steps of the
 # bias-correction table.
 #
-# Check your work with `pytest -m lesson05`.
+# Check your work with `pytest -m lesson05 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 06 — masked softmax and multi-head attention
 #
+# **Needs:** the exercises of lessons 02 and 03 solved first (its tests and code call them).
+#
 # Attention is the one layer that GPT-1, Transformer-XL and Longformer share, and
 # the three models differ mostly in *which* keys each query may look at. That
 # "which" is a boolean mask, and the softmax that applies it has to be exact:
@@ -281,7 +283,7 @@ def attention_by_hand(q, k, v, mask=None):
 
     Returns ``(out, weights)``; fully-masked rows give zero weights and zero output.
     """
-    # BEGIN SOLUTION lesson 06: attention_by_hand: q k^T / sqrt(d_h), -inf where masked, softmax; a fully-masked row gives zeros
+    # BEGIN SOLUTION lesson 06: attention_by_hand: sections 1 and 3 in NumPy; a fully-masked row gives zeros, not NaN
     scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])  # (..., T_q, T_k)
     if mask is not None:
         scores = np.where(mask, scores, -np.inf)
@@ -393,7 +395,7 @@ show(mt.testing.gradcheck)
 
 def check_softmax_gradient(softmax_fn, scores, mask):
     """Gradcheck ``softmax_fn(s, mask)`` with respect to ``s`` at the float64 array ``scores``."""
-    # BEGIN SOLUTION lesson 06: check_softmax_gradient: mt.testing.gradcheck of softmax_fn(s, mask) at a float64 tensor s
+    # BEGIN SOLUTION lesson 06: check_softmax_gradient: lesson 03's float64 gradient check of softmax_fn, the mask held fixed
     s = mt.tensor(np.asarray(scores, dtype=np.float64), requires_grad=True)
     return mt.testing.gradcheck(lambda t: softmax_fn(t, mask), s)
     # END SOLUTION
@@ -524,7 +526,7 @@ print(f"gradient of the output at t0 = {T0}: max |.| on inputs <= t0 = {past_gra
 # checked on its own: `pytest -m lesson06 -k masked_softmax`. The other tests
 # run the whole lesson.
 #
-# Check your work with `pytest -m lesson06`.
+# Check your work with `pytest -m lesson06 -x` (from the repository's root; `-x` stops at the first failure).
 #
 # ## Where the speed comes from
 #

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 07 — GPT pretraining
 #
+# **Needs:** the exercises of lessons 02, 04, 05 and 06 solved first (its tests and code call them).
+#
 # GPT-1 (Radford et al., 2018) is the decoder half of the Transformer used as a
 # language model: a stack of masked self-attention blocks that reads a text and,
 # at every position at once, predicts the next token. Its pretraining objective
@@ -468,7 +470,7 @@ def sampling_probabilities(logits, temperature=1.0, top_k=None):
     ``logits`` (V,) as float64; logits below the k-th largest get probability exactly 0
     (ties with it are kept). ``top_k=None`` keeps all V.
     """
-    # BEGIN SOLUTION lesson 07: sampling_probabilities: softmax(z / temperature) over the top_k largest logits, exactly 0 elsewhere
+    # BEGIN SOLUTION lesson 07: sampling_probabilities: the temperature and top-k rules described above; removed tokens get probability exactly 0
     z = np.asarray(logits, dtype=np.float64) / temperature
     if top_k is not None and top_k < z.size:
         kth = np.partition(z, z.size - top_k)[z.size - top_k]  # the k-th largest
@@ -554,4 +556,4 @@ print(f"\nlesson 07 ran in {lesson_seconds:.1f} s")
 # parameter counts and the validation bpc. Or turn dropout back on and see what
 # it costs a run this short.
 #
-# Check your work with `pytest -m lesson07`.
+# Check your work with `pytest -m lesson07 -x` (from the repository's root; `-x` stops at the first failure).

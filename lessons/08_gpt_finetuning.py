@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 08 — GPT fine-tuning
 #
+# **Needs:** the exercises of lessons 02, 04, 05, 06 and 07 solved first (its tests and code call them).
+#
 # Lesson 07 pretrained a GPT as a language model on Shakespeare, with no labels. GPT-1's
 # second stage (the source's sections 3.3.2-3.3.3) adapts that same network to a task with
 # labels by changing as little as possible: the task's input is rewritten as one token
@@ -544,4 +546,4 @@ print(f"\nlesson 08 ran in {time.perf_counter() - LESSON_START:.1f} s")
 # 0.1 instead of 0.3 and see how much harder the task gets; or pad on the left in
 # `EncodedSplit.batch` and find which check of section 2 fails, and why.
 #
-# Check your work with `pytest -m lesson08`.
+# Check your work with `pytest -m lesson08 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 09 — Transformer-XL, part 1: segment recurrence
 #
+# **Needs:** the exercises of lessons 02, 04, 05 and 06 solved first (its tests and code call them).
+#
 # A Transformer language model is trained on segments of a fixed length $L$: the
 # corpus is cut into pieces and each piece is a separate example. Nothing flows
 # from one piece to the next, so a token near the start of a segment is predicted
@@ -327,7 +329,7 @@ print(f"segment 2 with memory vs positions 5..9 of one pass over both: max |diff
 def longest_dependency(n_layer, seg_len, mem_len):
     """(n_layer + 1, seg_len) ints: row n, column i = how many tokens back layer n's output
     at index i of a segment depends on, in a long stream (memory full)."""
-    # BEGIN SOLUTION lesson 09: longest_dependency: reach[n, i] = max over keys k in -M..i of i - k + reach[n-1, k mod L]
+    # BEGIN SOLUTION lesson 09: longest_dependency: the recursion over layers derived above
     reach = np.zeros((n_layer + 1, seg_len), dtype=np.int64)
     for n in range(1, n_layer + 1):
         for i in range(seg_len):
@@ -537,4 +539,4 @@ print(f"\nlesson 09 ran in {lesson_seconds:.1f} s")
 # the period) and predict, before running it, which positions stay at $\ln V$; or make the
 # period longer than $L + M$ for the vanilla model's worst case.
 #
-# Check your work with `pytest -m lesson09`.
+# Check your work with `pytest -m lesson09 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 10 — Transformer-XL, part 2: relative positional encoding
 #
+# **Needs:** the exercises of lessons 02, 03 and 09 solved first (its tests and code call them).
+#
 # Lesson 09 gave each segment a memory of the previous one. That memory is useless
 # with the position embeddings of GPT (lesson 07): every segment reuses the same
 # $U_1, \ldots, U_L$, so a memory token and a current token at the same index carry the
@@ -275,7 +277,7 @@ print(f"rel_shift equals the steps above: {rel_shift_equals_steps}; "
 # %%
 def rel_shift_by_index(x):
     """y[..., i, j] = x[..., i, T-1-i+j] where j <= i + M (M = K - T), NaN elsewhere (the future)."""
-    # BEGIN SOLUTION lesson 10: rel_shift_by_index: y[..., i, j] = x[..., i, T-1-i+j] where j <= i + M, NaN elsewhere
+    # BEGIN SOLUTION lesson 10: rel_shift_by_index: the index formula for Y_{i,j} derived above, NaN on the future entries
     x = np.asarray(x, dtype=np.float64)
     t, k = x.shape[-2:]
     m = k - t
@@ -389,7 +391,7 @@ show(gradcheck)
 
 def check_relative_scores(fn, seed=0, m=2, t=3):
     """gradcheck of mask * fn(q, k, r, u, v) over every entry of the five float64 inputs."""
-    # BEGIN SOLUTION lesson 10: check_relative_scores: float64 gradcheck of causal mask * fn(q, k, r, u, v) over all five inputs
+    # BEGIN SOLUTION lesson 10: check_relative_scores: lesson 03's float64 gradient check of fn over all five inputs, on the causal entries only
     gen = np.random.default_rng(seed)
     b, h, dh, klen = 1, 2, 4, m + t
     shapes = [(b, h, t, dh), (b, h, klen, dh), (h, klen, dh), (h, dh), (h, dh)]
@@ -456,4 +458,4 @@ print(f"\nlesson 10 ran in {lesson_seconds:.1f} s")
 # separately (which inputs does each one depend on?); or replace $u$ and $v$ by zero and
 # train the models of lesson 09 again: which of the four terms could the model do without?
 #
-# Check your work with `pytest -m lesson10`.
+# Check your work with `pytest -m lesson10 -x` (from the repository's root; `-x` stops at the first failure).

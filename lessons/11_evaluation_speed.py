@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 11 — Transformer-XL, part 3: evaluation speed
 #
+# **Needs:** the exercises of lessons 07 and 09 solved first (its tests and code call them).
+#
 # The source (section 1.1, Figure 1b) describes how a vanilla Transformer is evaluated:
 # with the context length $C$ it was trained on, it predicts *only the last position*,
 # then slides the whole window by one token and starts again; "every segment is computed
@@ -146,7 +148,7 @@ def layer_flops(t, k, d, d_ff, relative=False):
     keys; q k^T and alpha v over t x k; with ``relative`` also W_{k,R} R (k rows) and the
     position scores (b)+(d) (t x k).
     """
-    # BEGIN SOLUTION lesson 11: layer_flops: 2 FLOPs per multiply-add: projections, FFN, q k^T and alpha v (+ W_{k,R} R and (b)+(d))
+    # BEGIN SOLUTION lesson 11: layer_flops: the FLOP count of each term as listed above (2 FLOPs per multiply-add)
     flops = 2 * t * d * d + 4 * k * d * d + 2 * t * d * d + 4 * t * d * d_ff  # q; k, v; out; FFN
     flops += 2 * t * k * d + 2 * t * k * d  # q^T k and alpha v, all heads together
     if relative:
@@ -227,7 +229,7 @@ def sliding_windows(n_ids, context):
     """(windows, targets): for every target position t = context .. n_ids-1, the row
     ``windows[t - context]`` holds the positions t-context .. t-1 of the window that predicts t.
     windows is (n_ids - context, context) int64, targets (n_ids - context,) int64."""
-    # BEGIN SOLUTION lesson 11: sliding_windows: targets context..n_ids-1; row t - context holds positions t-context .. t-1
+    # BEGIN SOLUTION lesson 11: sliding_windows: every target with a full window of context characters before it, as described above
     targets = np.arange(context, n_ids, dtype=np.int64)  # every target with a full window
     windows = targets[:, None] - context + np.arange(context, dtype=np.int64)  # (W, C): t-C .. t-1
     return windows, targets
@@ -474,4 +476,4 @@ print(f"\nlesson 11 ran in {lesson_seconds:.1f} s")
 # $C = 1024$ they explain; or find the segment length $L$ that maximises $S(C)$ for
 # $C = 1024$ (the $d^2/L$ term pulls one way, Python's overhead per forward the other).
 #
-# Check your work with `pytest -m lesson11`.
+# Check your work with `pytest -m lesson11 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 12 — Longformer, part 1: the sliding window and dilation
 #
+# **Needs:** the exercises of lesson 06 solved first (its tests and code call them).
+#
 # Full self-attention scores every query against every key: $T^2$ scores per head and
 # layer. At $T = 16{,}384$ tokens that is 268 million scores, 1 GiB of float32 per head,
 # before the backward pass keeps its own copy. Longformer (the source's section 2.2) keeps
@@ -98,7 +100,7 @@ for t in (1024, 4096, 16384, 32768):
 # %%
 def band_mask(t, window, dilation=1, causal=False):
     """(t, t) bool: True where query i sees key j under the (dilated, maybe causal) window."""
-    # BEGIN SOLUTION lesson 12: band_mask: |j - i| <= (window // 2) * dilation, j - i a multiple of dilation, j <= i if causal
+    # BEGIN SOLUTION lesson 12: band_mask: the window and dilation rule derived above, as a (T, T) boolean mask
     i = np.arange(t)[:, None]
     j = np.arange(t)[None, :]
     offset = j - i  # key minus query
@@ -162,7 +164,7 @@ print("band_mask agrees with band_key_index and allowed_keys (d = 1, 3; causal a
 # %%
 def receptive_field(masks):
     """(T, T) bool: True where the stack's output i can depend on input j."""
-    # BEGIN SOLUTION lesson 12: receptive_field: compose the masks bottom-up with integer matrix products, threshold > 0
+    # BEGIN SOLUTION lesson 12: receptive_field: compose the layers' masks as described above, bottom layer first
     reach = np.eye(masks[0].shape[0], dtype=np.int64)
     for m in masks:  # bottom layer first: output_i <- layer_top ... <- layer_1 <- input_j
         reach = (m.astype(np.int64) @ reach > 0).astype(np.int64)
@@ -356,4 +358,4 @@ print(f"\nlesson 12 ran in {time.perf_counter() - LESSON_START:.1f} s")
 # covers 256 positions without holes; or time the loop reference at $T = 256$ and
 # explain, from its structure, how its time will grow.
 #
-# Check your work with `pytest -m lesson12`.
+# Check your work with `pytest -m lesson12 -x` (from the repository's root; `-x` stops at the first failure).

@@ -14,6 +14,8 @@
 # %% [markdown]
 # # Lesson 13 — Longformer, part 2: global attention
 #
+# **Needs:** the exercises of lessons 02, 04 and 05 solved first (its tests and code call them).
+#
 # Lesson 12's window lets a token hear only $m\,w$ positions after $m$ layers. A
 # classifier that reads the whole document from one token, or a reader that must match a
 # question against every line of a scene, needs more: some tokens must see everything and
@@ -81,7 +83,7 @@ def softmax_rows(s, mask):
 
 def global_attention_dense(q, k, v, qg, kg, vg, is_global, window):
     """One head, (T, Dh) arrays: Longformer attention with global tokens, via (T, T) masks."""
-    # BEGIN SOLUTION lesson 13: global_attention_dense: local rows see the window and global columns; global rows see all with Q_g, K_g, V_g
+    # BEGIN SOLUTION lesson 13: global_attention_dense: the local and global rules stated above, computed densely
     t, dh = q.shape
     scale = 1.0 / math.sqrt(dh)
     offset = np.arange(t)[None, :] - np.arange(t)[:, None]
@@ -198,7 +200,7 @@ print(f"copies of Q_s, K_s, V_s: global row 13 == full attention of row 13: "
 def task_global_mask(task, ids, pad_id, sep_id):
     """(B, T) bool: the global tokens of a batch of right-padded inputs of ``task``."""
     ids = np.asarray(ids)
-    # BEGIN SOLUTION lesson 13: task_global_mask: genre position 0, speaker-qa up to the first sep_id, lm none; never padding
+    # BEGIN SOLUTION lesson 13: task_global_mask: each task's global tokens as listed above; never a padding position
     mask = np.zeros(ids.shape, bool)
     if task == "genre":
         mask[:, 0] = True
@@ -320,4 +322,4 @@ print(f"\nlesson 13 ran in {time.perf_counter() - LESSON_START:.1f} s")
 # (`python -m models train longformer --task genre`), once with CLS global and once without
 # (edit the head), and compare the accuracy.
 #
-# Check your work with `pytest -m lesson13`.
+# Check your work with `pytest -m lesson13 -x` (from the repository's root; `-x` stops at the first failure).

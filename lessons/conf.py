@@ -6,7 +6,11 @@ in README.md, and ``api/`` documents the docstrings of ``minitensor`` and ``mode
 served from the site (the ``sphinx-mathjax-offline`` package copies it to ``_static/mathjax``), so
 neither the build nor a reader's browser needs the network.
 """
+import atexit
+import os
 import re
+import shutil
+import tempfile
 
 project = "minitensor"
 author = "the minitensor authors"
@@ -32,6 +36,17 @@ nb_execution_timeout = 1800          # per cell; the longest lesson cell trains 
 nb_execution_raise_on_error = True   # a lesson that raises fails the build
 nb_execution_show_tb = True
 nb_merge_streams = True
+
+# The kernels that execute the lessons run on this machine over local TCP, and ipykernel warns about
+# that once per lesson ("Kernel is running over TCP without encryption"): noise in every build log.
+# They inherit this process's environment, so an IPython profile of the build's own (removed at exit)
+# sets their log level to errors only.
+_ipython_dir = tempfile.mkdtemp(prefix="minitensor-ipython-")
+atexit.register(shutil.rmtree, _ipython_dir, ignore_errors=True)
+os.makedirs(os.path.join(_ipython_dir, "profile_default"))
+with open(os.path.join(_ipython_dir, "profile_default", "ipython_kernel_config.py"), "w", encoding="utf-8") as _f:
+    _f.write('c.IPKernelApp.log_level = "ERROR"\n')
+os.environ["IPYTHONDIR"] = _ipython_dir
 
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3

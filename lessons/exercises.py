@@ -16,7 +16,9 @@ a temporary directory, with ``pytest -m lessonNN`` run as subprocesses:
 3. graded in order: for each lesson N, with the regions of lessons <= N solved and those of
    lessons > N stubbed, lesson N's tests pass (lesson 03 never needs lesson 08's solution);
 4. each region alone stubbed (everything else solved): its lesson's tests FAIL, so no region
-   is dead weight; lessons and ``lessonNN`` pytest markers with no region are listed.
+   is dead weight; lessons and ``lessonNN`` pytest markers with no region are listed;
+5. each earlier lesson's regions alone stubbed: lesson N's tests fail exactly for the lessons its
+   ``# **Needs:** ...`` line names (the prerequisites a student must have solved first).
 
 It prints a table and exits 1 on any failure.
 """
@@ -202,6 +204,17 @@ def make(out_dir, repo=REPO):
 
 # ---------------------------------------------------------------- verify
 
+_NEEDS = re.compile(r"^# \*\*Needs:\*\* (?P<text>.*)$", re.MULTILINE)
+
+
+def declared_needs(lesson, repo=REPO):
+    """The earlier lessons whose exercises lesson ``lesson`` says it needs, from its ``# **Needs:** ...``
+    line (every two-digit number on it; "none" for none); None when the lesson has no such line."""
+    path = next((repo / "lessons").glob(f"{lesson}_*.py"))
+    m = _NEEDS.search(path.read_text(encoding="utf-8"))
+    return None if m is None else re.findall(r"\b\d\d\b", m.group("text"))
+
+
 def lesson_numbers(repo=REPO):
     return sorted(p.name[:2] for p in (repo / "lessons").glob("[0-9][0-9]_*.py"))
 
@@ -287,6 +300,11 @@ def verify(jobs=2, repo=REPO, per_region=True, stream=sys.stdout):
             for r in regions:
                 if r.lesson in testable:
                     plan.append(("region", r.lesson, copy_for([r]), False, r))
+        declared = {n: declared_needs(n, repo) for n in testable}
+        for n in testable:  # (5) an earlier lesson's exercises alone stubbed: fails exactly if declared
+            for k in testable:
+                if k < n:
+                    plan.append(("needs", n, copy_for(by_lesson[k]), k not in (declared[n] or ()), k))
         print(f"{len(regions)} regions in {len(sources)} files; {len(copies)} copies in {tmp}; "
               f"{len({(k, n) for _, n, k, _, _ in plan})} pytest runs on {jobs} workers", file=stream, flush=True)
 
@@ -317,7 +335,7 @@ def verify(jobs=2, repo=REPO, per_region=True, stream=sys.stdout):
 
     table = [("lesson", "regions", "(1) student copy fails", "(2) full copy passes", "(3) graded copy passes")]
     for n in testable:
-        cells = [outcome(c, n, k, e, r)[1] for c, m, k, e, r in plan if m == n and c != "region"]
+        cells = [outcome(c, n, k, e, r)[1] for c, m, k, e, r in plan if m == n and c not in ("region", "needs")]
         table.append((n, str(len(by_lesson[n])), *cells))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     print(file=stream)
@@ -331,6 +349,20 @@ def verify(jobs=2, repo=REPO, per_region=True, stream=sys.stdout):
         for c, n, k, e, r in plan:
             if c == "region":
                 print(f"  lesson {n}  {r.where:<42} {outcome(c, n, k, e, r)[1]}", file=stream)
+
+    print("\n(5) the earlier exercises each lesson needs (one earlier lesson's regions stubbed at a time):",
+          file=stream)
+    for n in testable:
+        measured = [k for c, m, key, e, k in plan if c == "needs" and m == n and runs[(key, n)][0] != 0]
+        wrong = [k for c, m, key, e, k in plan if c == "needs" and m == n and (runs[(key, n)][0] == 0) != e]
+        crashed = [k for c, m, key, e, k in plan if c == "needs" and m == n and runs[(key, n)][0] not in (0, 1)]
+        says = "no Needs line" if declared[n] is None else ", ".join(declared[n]) or "none"
+        ok = declared[n] is not None and not wrong and not crashed
+        print(f"  lesson {n}  needs {', '.join(measured) or 'none'}; its Needs line says {says}"
+              f"{'' if ok else '  MISMATCH'}", file=stream)
+        if not ok:
+            failures.append(f"needs lesson {n}: measured {', '.join(measured) or 'none'}, declared {says}"
+                            + (f" (pytest errors with {', '.join(crashed)} stubbed)" if crashed else ""))
 
     print("\n(4b) with no exercise:", file=stream)
     no_region = [n for n in lessons if not by_lesson[n]]

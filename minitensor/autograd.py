@@ -165,7 +165,7 @@ def unbroadcast(grad, shape):
     prepends missing leading axes and (2) stretches axes of length 1; we undo
     (1) by summing the leading axes away and (2) by summing with ``keepdims``.
     """
-    # BEGIN SOLUTION lesson 02: unbroadcast: sum the leading axes away, then sum (keepdims) the axes stretched from length 1
+    # BEGIN SOLUTION lesson 02: unbroadcast: undo broadcasting rules (1) and (2) of the docstring above
     extra = grad.ndim - len(shape)
     if extra > 0:
         grad = grad.sum(axis=tuple(range(extra)))

@@ -135,7 +135,7 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         m, v = self.state["exp_avg"][i], self.state["exp_avg_sq"][i]
         t = self.param_steps[i]  # this parameter's own update count: its moments' age
-        # BEGIN SOLUTION lesson 05: Adam._update: update m and v in place, step lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)
+        # BEGIN SOLUTION lesson 05: Adam._update: the moment updates and bias-corrected step of Adam's docstring (m and v updated in place)
         m *= b1
         m += (1 - b1) * g
         v *= b2

@@ -76,7 +76,7 @@ def numerical_gradient(fn, inputs, index, weights, eps):
     grad = np.zeros(data.shape)
     for pos in np.ndindex(data.shape):
         orig = data[pos].item()
-        # BEGIN SOLUTION lesson 03: numerical_gradient: (f(x + eps) - f(x - eps)) / (2 eps) per entry, then restore the entry
+        # BEGIN SOLUTION lesson 03: numerical_gradient: the central difference of the module docstring, one entry at a time, each entry restored
         data[pos] = orig + eps
         plus = _scalar(fn, inputs, weights)
         data[pos] = orig - eps

@@ -153,7 +153,7 @@ def concat_memory(mem, h: Tensor, axis: int = -2) -> Tensor:
     """
     if mem is None:
         return h
-    # BEGIN SOLUTION lesson 09: concat_memory: SG(m): a new Tensor on mem's data, so no gradient and no graph reach it
+    # BEGIN SOLUTION lesson 09: concat_memory: SG(m) of the docstring: m's values in a Tensor that no gradient and no graph can reach
     mem = Tensor(mem.data if isinstance(mem, Tensor) else get_array_module(mem).asarray(mem))  # SG(m)
     # END SOLUTION
     ax = axis % h.ndim

@@ -87,7 +87,7 @@ class TaskEncoder:
     def sequences(self, example: dict, where: str = "example") -> list:
         """The token sequences of one example (lists of ids), per the format's transform."""
         s, d, e = self.start, self.delim, self.extract
-        # BEGIN SOLUTION lesson 08: TaskEncoder.sequences: <s> ... <e> per format, $ between parts; similarity both orders, one per choice
+        # BEGIN SOLUTION lesson 08: TaskEncoder.sequences: the input transformation of each format (the source's section 3.3, lesson 08)
         if self.format == "classification":
             seqs = [[s, *self._text(example["text"], where), e]]
         elif self.format == "entailment":
@@ -137,7 +137,7 @@ class EncodedSplit:
             ids[r, :len(q)] = q
         lengths = np.array([len(q) for q in flat])
         targets = np.full_like(ids, IGNORE)
-        # BEGIN SOLUTION lesson 08: EncodedSplit.batch: next-token targets, IGNORE past each sequence's end and for non-text ids
+        # BEGIN SOLUTION lesson 08: EncodedSplit.batch: the L_1 targets the docstring describes (next characters, IGNORE elsewhere)
         targets[:, :-1] = ids[:, 1:]
         inside = np.arange(t)[None, :] < (lengths - 1)[:, None]  # a next token exists in the sequence
         targets[~inside | (targets >= self.n_text)] = IGNORE  # L_1 scores characters only
@@ -184,7 +184,7 @@ class GPTForTasks(nn.Module):
     def forward(self, ids, last, n_examples: int, with_lm: bool = False):
         """Task logits (and the LM logits (n·S, T, V+3) when ``with_lm``) for a padded batch."""
         h = self.transformer.hidden_states(ids)  # (n·S, T, d)
-        # BEGIN SOLUTION lesson 08: GPTForTasks.forward: h at each <e> (last), dropout, head per choice or summed over the S orders
+        # BEGIN SOLUTION lesson 08: GPTForTasks.forward: the task head on h_l^m at each <e>, per format as lesson 08 derives it
         h_last = h[np.arange(h.shape[0]), last]  # (n·S, d): h_l^m of each <e>
         h_last = self.clf_dropout(h_last).reshape(n_examples, -1, h.shape[-1])  # (n, S, d)
         if self.format == "multiple_choice":

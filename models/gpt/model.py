@@ -207,7 +207,7 @@ class GPT(nn.Module):
         ids = self._check_ids(ids)
         t = ids.shape[1]
         # h_0 = U W_e + W_p: the lookup is the product with one-hot U; W_p broadcasts over the batch.
-        # BEGIN SOLUTION lesson 07: GPT.hidden_states: h_0 = tokens_embed(ids) + positions_embed(0..T-1)
+        # BEGIN SOLUTION lesson 07: GPT.hidden_states: the source's h_0 = U W_e + W_p, then the blocks
         h = self.tokens_embed(ids) + self.positions_embed(np.arange(t))  # (B, T, d) + (T, d)
         # END SOLUTION
         h = self.drop(h)
@@ -217,7 +217,7 @@ class GPT(nn.Module):
 
     def forward(self, ids) -> mt.Tensor:
         r"""Logits (B, T, V) of $P(u) = \mathrm{softmax}(h_n W_e^\top)$ for ids (B, T), T <= n_ctx."""
-        # BEGIN SOLUTION lesson 07: GPT.forward: the tied output h_n W_e^T (F.linear with tokens_embed.weight)
+        # BEGIN SOLUTION lesson 07: GPT.forward: the source's tied output h_n W_e^T (as logits, before the softmax)
         return F.linear(self.hidden_states(ids), self.tokens_embed.weight)  # h_n W_e^T, tied
         # END SOLUTION
 

@@ -154,3 +154,16 @@ def test_verify_collects_only_the_marked_test_files():
     assert exercises.marked_test_files(exercises.REPO, "99") == []  # then the whole suite is collected
     assert exercises._stub_lessons("NotImplementedError: lesson 04: x\n"
                                    "03_x.py stops at an unfinished exercise: lesson 02: y") == ["02", "04"]
+
+
+def test_every_lesson_with_exercises_says_what_it_needs_and_how_to_check():
+    """The top says which earlier exercises must be solved first (verify's check 5 measures it);
+    the end gives the command that grades this lesson, stopping at the first failure."""
+    _, regions = exercises.collect()
+    graded = sorted({r.lesson for r in regions})
+    for n in graded:
+        needs = exercises.declared_needs(n)
+        assert needs is not None, f"lesson {n} has exercises but no '# **Needs:** ...' line"
+        assert all(k < n for k in needs), f"lesson {n} needs a later lesson: {needs}"
+        text = next((exercises.REPO / "lessons").glob(f"{n}_*.py")).read_text(encoding="utf-8")
+        assert f"Check your work with `pytest -m lesson{n} -x`" in text, n

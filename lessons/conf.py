@@ -10,6 +10,7 @@ import atexit
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 project = "minitensor"
@@ -29,8 +30,10 @@ extensions = [
 include_patterns = ["index.md", "api/*.rst", "[0-9][0-9]_*.py"]
 exclude_patterns = ["_build", "**/__pycache__"]
 
-# py:percent lessons are notebooks to myst-nb, through jupytext.
-nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
+# py:percent lessons are notebooks to myst-nb, through jupytext; lessons/site_reader.py also folds
+# each exercise's solution (its cell's code, or a printed library source) behind a "show" toggle.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: `lessons`
+nb_custom_formats = {".py": ["lessons.site_reader.read_lesson", {}]}
 nb_execution_mode = "force"          # every build runs every lesson: outputs shown are today's
 nb_execution_timeout = 1800          # per cell; the longest lesson cell trains a tiny model
 nb_execution_raise_on_error = True   # a lesson that raises fails the build
@@ -67,6 +70,7 @@ html_theme_options = {
 # first visit); a favicon of our own, or the browser asks for /favicon.ico and gets a 404.
 html_context = {"default_mode": "auto"}
 html_static_path = ["_static"]
+html_css_files = ["wide.css"]  # a text column as wide as the window (lessons/_static/wide.css)
 html_favicon = "_static/favicon.svg"
 html_show_sourcelink = False
 html_copy_source = False

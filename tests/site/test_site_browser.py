@@ -203,6 +203,11 @@ PAGE_REPORT_JS = r"""
     untypeset: math.filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 80)),
     tex_errors: [...document.querySelectorAll('mjx-merror')].map(e => e.getAttribute('data-mjx-error') || e.textContent.slice(0, 80)),
     raw_display_dollars: body.textContent.includes('$$'),
+    // a solution's code (a region's marker line in a code block) shown without a click
+    solutions_shown: [...document.querySelectorAll('pre')].filter(
+      e => /^\s*# BEGIN SOLUTION/m.test(e.textContent) && e.checkVisibility()).map(e => e.textContent.slice(0, 80)),
+    solutions_folded: [...document.querySelectorAll('details pre')].filter(
+      e => /^\s*# BEGIN SOLUTION/m.test(e.textContent)).length,
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
     title: document.title,
   };
@@ -255,8 +260,9 @@ def _visit(browser, url):
 
 
 def _site_problems(site, site_url, browser, pages):
-    """Open each page; return (problems found, pages that have math)."""
-    problems, math_pages, links = [], [], set()
+    """Open each page; return (problems found, pages that have math, lesson page -> solutions folded
+    behind a "show" element)."""
+    problems, math_pages, links, folded = [], [], set(), {}
     for page in pages:
         url = site_url + page
         report, events = _visit(browser, url)
@@ -272,6 +278,10 @@ def _site_problems(site, site_url, browser, pages):
                 problems.append(f"{where} MathJax errors: {report['tex_errors'][:3]}")
         if report["raw_display_dollars"]:
             problems.append(f"{where} raw $$ left in the page text")
+        if report["solutions_shown"]:
+            problems.append(f"{where} a solution shown without a click: {report['solutions_shown'][:2]}")
+        if re.match(r"\d\d_", page):
+            folded[page] = report["solutions_folded"]
         # the console
         for err in _console_errors(events):
             problems.append(f"{where} console error: {err}")
@@ -299,23 +309,26 @@ def _site_problems(site, site_url, browser, pages):
             problems.append(f"{page}: broken link {href}")
         elif parsed.fragment and target.suffix == ".html" and urllib.parse.unquote(parsed.fragment) not in _ids(target):
             problems.append(f"{page}: link to a missing anchor {href}")
-    return problems, math_pages
+    return problems, math_pages, folded
 
 
 def test_every_page(site_url, browser):
     pages = _html_pages(SITE)
     assert "index.html" in pages and any(re.match(r"\d\d_", p) for p in pages), pages
-    problems, math_pages = _site_problems(SITE, site_url, browser, pages)
+    problems, math_pages, folded = _site_problems(SITE, site_url, browser, pages)
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems[:60])
     # the site has math where it should: the lessons and the ops' derivations in the API pages
     assert "api/minitensor.html" in math_pages and SCREENSHOT_PAGE in math_pages, math_pages
     assert SERVED, "the server saw no request"
+    # the check above is not vacuous: lessons with solutions on the page have them folded, not removed
+    assert folded.get("06_masked_attention.html", 0) >= 2 and folded.get("10_relative_positions.html", 0) >= 2, folded
 
 
 BAD_PAGE = """<!DOCTYPE html><html><head><title>bad</title>
 <link rel="icon" href="data:,">
 <script src="https://cdn.example.org/mathjax.js"></script></head>
 <body><p>raw $$x^2$$ here</p><span class="math">\\(y\\)</span>
+<pre># BEGIN SOLUTION lesson 01: a solution in the open</pre>
 <a href="nowhere.html">a missing page</a> <a href="bad.html#no-such-anchor">a missing anchor</a>
 <script>console.error("boom")</script></body></html>
 """
@@ -325,11 +338,11 @@ def test_the_checks_catch_a_bad_page(tmp_path, browser):
     """The checker itself: one page with every fault it looks for, each one reported."""
     (tmp_path / "bad.html").write_text(BAD_PAGE)
     with _serve(tmp_path) as url:
-        problems, _ = _site_problems(tmp_path, url, browser, ["bad.html"])
+        problems, _, _ = _site_problems(tmp_path, url, browser, ["bad.html"])
     text = "\n".join(problems)
     for expected in ("MathJax did not load", "math not typeset", "raw $$ left", "console error: boom",
                      "request leaves 127.0.0.1: https://cdn.example.org/mathjax.js",
-                     "broken link", "missing anchor"):
+                     "broken link", "missing anchor", "a solution shown without a click"):
         assert expected in text, f"{expected!r} not reported in:\n{text}"
 
 

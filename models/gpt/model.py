@@ -35,7 +35,7 @@ from minitensor.backend import to_numpy
 from ..config import PresetConfig
 from ..evaluate import eval_mode
 from ..generate import check_sampling, sample_from_logits
-from ..weights import normal
+from ..weights import generators, normal
 
 __all__ = ["GPT", "PRESETS", "GPTConfig"]
 
@@ -163,16 +163,8 @@ class GPT(nn.Module):
     """
 
     def __init__(self, config: GPTConfig, rng=None, *, dtype=np.float32):
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"GPT: config must be a GPTConfig, got {type(config).__name__}")
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"GPT: dtype must be a float dtype, got {dtype}")
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        dtype, rng, self.dropout_rng = generators("GPT", config, GPTConfig, rng, dtype)
         self.config = config
-        # A child generator for dropout, so that the masks do not depend on how many
-        # numbers the initialisation drew, and vice versa.
-        self.dropout_rng = np.random.default_rng(rng.integers(2**63))
         c, kw = config, {"rng": rng, "dropout_rng": self.dropout_rng, "dtype": dtype}
         self.tokens_embed = nn.Embedding(c.vocab_size, c.d_model, rng=rng, dtype=dtype)  # W_e (V, d)
         self.positions_embed = nn.Embedding(c.n_ctx, c.d_model, rng=rng, dtype=dtype)  # W_p (n_ctx, d)

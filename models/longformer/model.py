@@ -44,7 +44,7 @@ from minitensor import nn
 from minitensor.attention import banded_attention, merge_heads, split_heads
 
 from ..config import PresetConfig
-from ..weights import normal
+from ..weights import generators, normal
 
 __all__ = ["PRESETS", "Longformer", "LongformerConfig"]
 
@@ -301,14 +301,8 @@ class Longformer(nn.Module):
     """
 
     def __init__(self, config: LongformerConfig, rng=None, *, dtype=np.float32):
-        if not isinstance(config, LongformerConfig):
-            raise TypeError(f"Longformer: config must be a LongformerConfig, got {type(config).__name__}")
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"Longformer: dtype must be a float dtype, got {dtype}")
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        dtype, rng, self.dropout_rng = generators("Longformer", config, LongformerConfig, rng, dtype)
         self.config = config
-        self.dropout_rng = np.random.default_rng(rng.integers(2**63))
         kw = {"rng": rng, "dropout_rng": self.dropout_rng, "dtype": dtype}
         self.embeddings = _Embeddings(config, **kw)
         self.encoder = _Encoder(config, **kw)

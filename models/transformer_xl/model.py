@@ -90,7 +90,7 @@ from minitensor.backend import get_array_module, to_device, to_numpy
 
 from ..config import PresetConfig
 from ..evaluate import eval_mode
-from ..weights import normal
+from ..weights import generators, normal
 
 __all__ = ["PRESETS", "TransformerXL", "TransformerXLConfig"]
 
@@ -329,14 +329,8 @@ class TransformerXL(nn.Module):
     """
 
     def __init__(self, config: TransformerXLConfig, rng=None, *, dtype=np.float32):
-        if not isinstance(config, TransformerXLConfig):
-            raise TypeError(f"TransformerXL: config must be a TransformerXLConfig, got {type(config).__name__}")
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"TransformerXL: dtype must be a float dtype, got {dtype}")
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        dtype, rng, self.dropout_rng = generators("TransformerXL", config, TransformerXLConfig, rng, dtype)
         self.config, self.dtype = config, dtype
-        self.dropout_rng = np.random.default_rng(rng.integers(2**63))
         c, kw = config, {"rng": rng, "dropout_rng": self.dropout_rng, "dtype": dtype}
         self.word_emb = nn.Embedding(c.vocab_size, c.d_model, rng=rng, dtype=dtype)  # E (V, d)
         if not c.untie_r and c.positions == "relative":

@@ -82,9 +82,12 @@ print("benchmarks/  speed and memory figures, printed (never timed tests)")
 # ## The lessons
 #
 # Each lesson is a plain Python file in the jupytext "py:percent" format: `# %% [markdown]`
-# cells hold the derivation, `# %%` cells the code right below it. Run one with
-# `python lessons/NN_topic.py` or `python -m lessons NN`; `python -m lessons` runs them all in
-# order. `jupytext --to notebook lessons/NN_topic.py` opens one in Jupyter.
+# cells hold the derivation, `# %%` cells the code right below it. Run one from the repository's
+# root with `python -m lessons NN`; `python -m lessons` runs them all in order. (Run that way, a
+# lesson imports the `minitensor` of the folder you are in: in a student copy, your own code.
+# `python lessons/NN_topic.py` works too, but imports whichever copy is installed.)
+# `jupytext --to notebook lessons/NN_topic.py -o NN_topic.ipynb` makes a notebook in the root to open in
+# Jupyter (`pip install -e '.[lessons]'`).
 
 # %%
 for path in sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py")):

@@ -39,6 +39,7 @@ nb_execution_timeout = 1800          # per cell; the longest lesson cell trains 
 nb_execution_raise_on_error = True   # a lesson that raises fails the build
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_render_markdown_format = "myst"   # Markdown outputs (typeset docstrings) parsed with the math extensions
 
 # The kernels that execute the lessons run on this machine over local TCP, and ipykernel warns about
 # that once per lesson ("Kernel is running over TCP without encryption"): noise in every build log.
@@ -50,6 +51,10 @@ os.makedirs(os.path.join(_ipython_dir, "profile_default"))
 with open(os.path.join(_ipython_dir, "profile_default", "ipython_kernel_config.py"), "w", encoding="utf-8") as _f:
     _f.write('c.IPKernelApp.log_level = "ERROR"\n')
 os.environ["IPYTHONDIR"] = _ipython_dir
+# ...and import this repository's packages (their working folder is lessons/): the site reader's
+# typeset_show for one (lessons/site_reader.py).
+_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_root, os.environ.get("PYTHONPATH")]))
 
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3

@@ -1,12 +1,13 @@
 """What every model config shares: named presets, and a JSON round trip for checkpoints.
 
-A config is a dataclass that also derives from :class:`PresetConfig` and sets four class
+A config is a dataclass that also derives from :class:`PresetConfig` and sets five class
 attributes: ``PRESETS`` (name -> field overrides), ``FULL_PRESET`` (the paper-sized preset,
-whose vocabulary is known), ``FULL_VOCAB_SIZE`` and ``KIND`` (a name for error messages).
+whose vocabulary is known), ``FULL_VOCAB_SIZE``, ``KIND`` (a name for error messages) and
+``DROPOUT_FIELDS`` (the probabilities ``train --dropout`` sets).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import ClassVar
 
 
@@ -15,6 +16,7 @@ class PresetConfig:
     FULL_PRESET: ClassVar[str] = ""
     FULL_VOCAB_SIZE: ClassVar[int] = 0
     KIND: ClassVar[str] = ""
+    DROPOUT_FIELDS: ClassVar[tuple] = ()
 
     @classmethod
     def preset(cls, name: str, vocab_size: int | None = None, **overrides):
@@ -28,6 +30,12 @@ class PresetConfig:
                                  "vocab_size)")
             vocab_size = cls.FULL_VOCAB_SIZE
         return cls(vocab_size=vocab_size, **{**cls.PRESETS[name], **overrides})
+
+    def with_dropout(self, p: float):
+        """This config with every one of its ``DROPOUT_FIELDS`` set to ``p`` (``train --dropout``)."""
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"--dropout must be a probability in [0, 1), got {p!r}")
+        return replace(self, **{name: float(p) for name in self.DROPOUT_FIELDS})
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (saved in checkpoints' metadata)."""

@@ -72,6 +72,7 @@ class TrainConfig:
     lr: float
     warmup: int
     min_lr: float = 0.0
+    beta2: float = 0.999  # AdamW's second-moment decay (beta1 is 0.9)
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     eval_every: int
@@ -98,6 +99,9 @@ class TrainConfig:
         if self.warmup > self.steps:
             raise ValueError(f"TrainConfig: need warmup <= steps, got warmup={self.warmup}, steps={self.steps}")
         # NaN fails every comparison, so "not x > 0" (not "x <= 0") is what refuses it.
+        if isinstance(self.beta2, bool) or not isinstance(self.beta2, (int, float, np.floating, np.integer)) \
+                or not 0 <= self.beta2 < 1:
+            raise bad("beta2", "a number in [0, 1)")
         for name, positive in (("lr", True), ("min_lr", False), ("weight_decay", False), ("grad_clip", True)):
             value = getattr(self, name)
             number = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
@@ -179,7 +183,7 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
     device = model_device(model)
 
     params = model.parameters()
-    opt = mt.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, skip_1d_decay=True)
+    opt = mt.optim.AdamW(params, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay, skip_1d_decay=True)
     batches = batches_for(model, train_ids, cfg, device)
     step = 0
 
@@ -256,7 +260,7 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
 # ------------------------------------------------------------------ a run of the command line
 
 #: The ``train`` command's options that are TrainConfig fields (None when not given).
-SETTINGS = ("steps", "batch_size", "seq_len", "lr", "warmup", "min_lr", "weight_decay", "grad_clip", "eval_every",
+SETTINGS = ("steps", "batch_size", "seq_len", "lr", "warmup", "min_lr", "beta2", "weight_decay", "grad_clip", "eval_every",
             "eval_batches", "ckpt_every", "seed", "final_eval_batches")
 
 
@@ -301,6 +305,9 @@ def run(recipe, opts) -> int:
     for field in ("eval_batches", "final_eval_batches"):  # 0 on the command line: all of it
         if field in given:
             given[field] = given[field] or None
+    for flag, value in (("--dropout", opts.dropout), ("--init-std", opts.init_std)):
+        if opts.resume and value is not None:
+            raise ValueError(f"{flag} is part of the model: a resumed run keeps the checkpoint's (leave it out)")
     if opts.resume:
         # The vocabulary, the architecture and the training settings come from the checkpoint.
         meta, tokenizer, config, settings, run_info = _resumed_run(opts, recipe, kind, out, given)
@@ -315,6 +322,10 @@ def run(recipe, opts) -> int:
         settings = {**defaults, **given}
         config = recipe.configure(opts, preset, tokenizer, settings, given)
         settings["warmup"] = given.get("warmup", min(defaults["warmup"], settings["steps"] // 5))
+        if opts.dropout is not None:
+            config = config.with_dropout(opts.dropout)
+        if opts.init_std is not None:
+            config = dataclasses.replace(config, init_std=opts.init_std)
         run_info = recipe.run_info(opts, preset)
     recipe.check_seq_len(settings["seq_len"], config)
     cfg = TrainConfig(**settings)

@@ -17,9 +17,21 @@ count is back at its resting value exactly when no array uses the memory.
 The cache holds at most ``MINITENSOR_BUFFER_CACHE_MB`` MiB (default 1024; 0
 turns it off); :func:`clear` drops what is not in use. Free-threaded Python
 builds, where reference counts are not exact, never cache.
+
+Smaller arrays come from glibc's heap, and glibc gives that memory back too:
+when more than its trim threshold lies free at the top of the heap (a few
+MiB after a step frees its graph) it returns it to the system, and the next
+step faults the same pages in again. At the tiny GPT's size (B=32, T=128,
+d=128) that was a third of the step (0.30 s against 0.21 s). So on glibc
+:func:`keep_freed_memory` also sets malloc's two thresholds, once, at import:
+blocks under ``MIN_BYTES`` always come from the heap (the threshold no longer
+moves), and up to the cache's limit of free heap is kept for the next step.
+The cost is the same as the cache's: the process holds on to its peak
+working set. ``MINITENSOR_BUFFER_CACHE_MB=0`` leaves malloc's defaults too.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import sys
 import threading
@@ -58,6 +70,25 @@ _RESTING = _resting_count()
 
 def _free(i: int) -> bool:
     return sys.getrefcount(_blocks[i]) == _RESTING
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+
+
+def keep_freed_memory(limit_bytes: int) -> bool:
+    """Tell glibc's malloc to keep up to ``limit_bytes`` of freed heap and to serve every block
+    under ``MIN_BYTES`` from the heap; True when it took the settings (False off glibc, or at 0)."""
+    if limit_bytes <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)  # the C library this process already runs on
+        libc.gnu_get_libc_version  # noqa: B018  (an AttributeError here: not glibc, e.g. musl)
+    except (OSError, AttributeError):
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MIN_BYTES)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, limit_bytes))
+
+
+MALLOC_TUNED = keep_freed_memory(_limit)
 
 
 def empty(shape, dtype, xp=np):

@@ -57,6 +57,7 @@ class GPTConfig(PresetConfig):
     FULL_PRESET = "gpt1"
     FULL_VOCAB_SIZE = GPT1_VOCAB_SIZE
     KIND = "GPT"
+    DROPOUT_FIELDS = ("embd_pdrop", "attn_pdrop", "resid_pdrop")
 
     vocab_size: int
     n_ctx: int = 128

@@ -83,6 +83,7 @@ class LongformerConfig(PresetConfig):
     FULL_PRESET = "base"
     FULL_VOCAB_SIZE = ROBERTA_VOCAB_SIZE
     KIND = "Longformer"
+    DROPOUT_FIELDS = ("hidden_dropout", "attention_dropout")
 
     vocab_size: int
     d_model: int = 64

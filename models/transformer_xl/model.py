@@ -125,6 +125,7 @@ class TransformerXLConfig(PresetConfig):
     FULL_PRESET = "base"
     FULL_VOCAB_SIZE = ENWIK8_VOCAB_SIZE
     KIND = "Transformer-XL"
+    DROPOUT_FIELDS = ("dropout",)  # dropatt, on the attention probabilities, stays the preset's (0 in both)
 
     vocab_size: int
     d_model: int = 128

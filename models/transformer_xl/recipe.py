@@ -23,7 +23,7 @@ from ..generate import generate_txl
 from ..recipe import CharRecipe, Kind
 from .model import TransformerXL, TransformerXLConfig
 
-__all__ = ["DEFAULTS", "RECIPE", "Recurrence", "TransformerXLRecipe", "saved_mems"]
+__all__ = ["DEFAULTS", "MODEL", "RECIPE", "Recurrence", "TransformerXLRecipe", "saved_mems"]
 
 
 def saved_mems(state):
@@ -70,6 +70,11 @@ DEFAULTS = {"steps": 600, "batch_size": 32, "seq_len": None, "lr": 3e-3, "warmup
             "eval_batches": 40, "ckpt_every": 200}
 
 
+#: What ``train txl`` changes in a preset's model: GPT's tiny recipe (``models.gpt.recipe.MODEL``), no dropout
+#: and N(0, 0.05) initial weights; other presets are the paper's.
+MODEL = {"tiny": {"dropout": 0.0, "init_std": 0.05}}
+
+
 def step_shape(model, seq_len):
     """(layers, width, inner width, heads, keys per query, vocabulary) of a step (models.step_memory):
     a query sees the memory's ``mem_len`` keys and the segment's."""
@@ -93,7 +98,7 @@ class TransformerXLRecipe(CharRecipe):
             overrides["mem_len"] = opts.mem_len
         if opts.positions is not None:
             overrides["positions"] = opts.positions
-        config = TransformerXLConfig.preset(preset, tokenizer.vocab_size, **overrides)
+        config = TransformerXLConfig.preset(preset, tokenizer.vocab_size, **{**MODEL.get(preset, {}), **overrides})
         settings["seq_len"] = config.tgt_len
         return config
 

@@ -4,6 +4,10 @@ A block may be handed out again only when no array uses its memory; these
 tests hold views, views of views and saved tensors to make sure it never is
 while one exists, and check the limit and ``clear``.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -126,3 +130,34 @@ def test_a_training_step_reuses_its_blocks_and_gives_the_same_numbers(monkeypatc
     assert [id(b) for b in buffers._blocks] == blocks_after_one  # the second step found them free
     assert first[0] == second[0] and np.array_equal(first[1], second[1])
 
+
+
+KEEP_SCRIPT = """
+import os
+import numpy as np
+from minitensor.kernels import buffers
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+arrays = [np.ones(1 << 18, np.float32) for _ in range(64)]  # 64 blocks of 1 MiB, every page touched
+before = rss()
+del arrays
+print(buffers.MALLOC_TUNED, (before - rss()) >> 20)
+"""
+
+
+@pytest.mark.skipif(not buffers.MALLOC_TUNED and buffers._limit > 0, reason="malloc is not glibc's here")
+@pytest.mark.parametrize("cache_mb,tuned", [("1024", True), ("0", False)])
+def test_glibc_keeps_freed_heap_memory_unless_the_cache_is_off(cache_mb, tuned):
+    """Tuned, 64 MiB of freed 1 MiB arrays stay with the process (the next step reuses the pages); with
+    MINITENSOR_BUFFER_CACHE_MB=0 malloc's defaults return them to the system at once."""
+    env = {**os.environ, "MINITENSOR_BUFFER_CACHE_MB": cache_mb}
+    out = subprocess.run([sys.executable, "-c", KEEP_SCRIPT], env=env, capture_output=True, text=True, check=True)
+    flag, released_mb = out.stdout.split()
+    assert flag == str(tuned)
+    assert (int(released_mb) < 8) if tuned else (int(released_mb) > 56), out.stdout
+
+
+def test_keep_freed_memory_does_nothing_at_zero_or_off_linux(monkeypatch):
+    assert buffers.keep_freed_memory(0) is False
+    monkeypatch.setattr(buffers.sys, "platform", "darwin")
+    assert buffers.keep_freed_memory(1 << 30) is False

@@ -97,6 +97,7 @@ def test_finetune_into_an_existing_output_is_refused(tmp_path):
     ("--grad-clip", "-1", "> 0"), ("--grad-clip", "0", "> 0"), ("--grad-clip", "nan", "> 0"),
     ("--lr", "nan", "finite"), ("--lr", "inf", "finite"), ("--lr", "0", "> 0"),
     ("--weight-decay", "nan", "finite"), ("--min-lr", "-1e-3", ">= 0"),
+    ("--beta2", "nan", "finite"), ("--dropout", "-0.1", ">= 0"), ("--init-std", "0", "> 0"),
     ("--seed", "-1", "integer >= 0"), ("--steps", "0", "integer >= 1"), ("--batch-size", "1.5", "integer"),
 ])
 def test_train_refuses_unusable_numbers_naming_the_flag(tmp_path, flag, value, rule):
@@ -121,6 +122,7 @@ def test_other_commands_refuse_unusable_numbers_naming_the_flag(args, flag):
     ("lr", math.nan, r"lr \(--lr\) must be a finite number > 0"), ("lr", math.inf, "lr"),
     ("weight_decay", math.nan, "weight_decay"), ("seed", -1, r"seed \(--seed\) must be an int >= 0"),
     ("steps", 2.5, "steps"), ("final_eval_batches", 0, "final_eval_batches"),
+    ("beta2", 1.0, r"beta2 \(--beta2\) must be a number in \[0, 1\)"), ("beta2", math.nan, "beta2"),
 ])
 def test_train_config_validates_every_field(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -181,6 +183,35 @@ def test_task_out_never_touches_a_file_named_like_a_temporary(tmp_path):
     assert (tmp_path / "t.json.tmp").read_text() == "the user's own file"
     assert json.loads((tmp_path / "t.json").read_text())["format"] == "classification"
     assert sorted(os.listdir(tmp_path)) == ["t.json", "t.json.tmp"]
+
+
+@pytest.mark.parametrize("model", ["gpt", "txl"])
+def test_a_dropout_of_one_or_more_is_refused_naming_the_flag(tmp_path, model):
+    assert_one_line_error(cli("train", model, "--dropout", "1", "--out", tmp_path / "r"),
+                          "--dropout must be a probability in [0, 1), got 1.0")
+    assert not (tmp_path / "r").exists()
+
+
+def test_beta2_dropout_and_init_std_reach_the_run(tmp_path):
+    out = tmp_path / "r"
+    args = ["--beta2", "0.95", "--dropout", "0.25", "--init-std", "0.03"]
+    assert cli("train", "gpt", *SMALL, *args, "--out", out).returncode == 0
+    _, meta = ck.read_checkpoint(out / ck.CHECKPOINT_NAME)
+    assert meta["train_config"]["beta2"] == 0.95
+    assert {meta["model_config"][f] for f in ("embd_pdrop", "attn_pdrop", "resid_pdrop", "init_std")} == {0.25, 0.03}
+    assert meta["model_config"]["init_std"] == 0.03
+
+
+def test_the_tiny_recipe_has_no_dropout_and_wider_initial_weights(run):
+    _, meta = ck.read_checkpoint(run / ck.CHECKPOINT_NAME)
+    assert {meta["model_config"][f] for f in ("embd_pdrop", "attn_pdrop", "resid_pdrop")} == {0.0}
+    assert meta["model_config"]["init_std"] == 0.05
+
+
+@pytest.mark.parametrize("flag", ["--dropout", "--init-std"])
+def test_resume_with_a_model_setting_is_refused(run, flag):
+    assert_one_line_error(cli("train", "gpt", "--resume", flag, "0.1", "--steps", "3", "--out", run),
+                          f"{flag} is part of the model")
 
 
 # ------------------------------------------------------------------ resume

@@ -196,6 +196,19 @@ def test_plot_is_skipped_with_a_note_without_matplotlib(tmp_path, monkeypatch):
     assert "matplotlib" in notes[0]
 
 
+def test_the_optimizer_takes_beta2_from_the_config(tmp_path, monkeypatch):
+    made = []
+
+    class Spy(mt.optim.AdamW):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(mt.optim, "AdamW", Spy)
+    run(tmp_path / "r", GPT(tiny_config(), rng=0), small_cfg(steps=1, warmup=0, beta2=0.95))
+    assert [opt.betas for opt in made] == [(0.9, 0.95)]
+
+
 def test_train_config_rejects_bad_values():
     with pytest.raises(ValueError, match="warmup"):
         tr.TrainConfig(**{**GPT_DEFAULTS, "steps": 5, "warmup": 10})

@@ -50,11 +50,12 @@ DEFAULTS = {
 # CLS is global and reads every token, the band only builds local features. speaker-qa: the answer
 # (a speaker line) is a median 80 characters before the quoted line (p75 220), so four layers with
 # windows growing with depth, the paper's layout, give each token a reach of 16+32+64+128 = 240
-# characters on each side. lm: a causal band of 32 keys to the left (64 wide).
+# characters on each side. lm: a causal band of 32 keys to the left (64 wide), and GPT's five-minute recipe
+# for a character model (models.gpt.recipe.MODEL): no dropout, N(0, 0.05) initial weights.
 TINY_MODELS = {
     "genre": {"attention_window": 32},
     "speaker-qa": {"n_layer": 4, "attention_window": [32, 64, 128, 256]},
-    "lm": {"attention_window": 64},
+    "lm": {"attention_window": 64, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05},
 }
 
 

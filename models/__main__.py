@@ -105,11 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--beta2", type=_float(0, strict=False),
                    help=f"AdamW's beta2, the decay of its squared-gradient average, below 1 (default: {d['beta2']})")
     t.add_argument("--dropout", type=_float(0, strict=False),
-                   help="dropout probability of the model's dropout layers, below 1 (default: gpt tiny 0.0; "
-                        "otherwise the preset's)")
+                   help="dropout probability of the model's dropout layers, below 1 (default: 0.0 for the tiny gpt "
+                        "and txl and longformer --task lm; otherwise the preset's)")
     t.add_argument("--init-std", type=_float(0, strict=True),
-                   help="standard deviation of the initial weights (default: gpt tiny 0.05; otherwise the preset's, "
-                        "0.02 as in the papers)")
+                   help="standard deviation of the initial weights (default: 0.05 for the tiny gpt and txl and "
+                        "longformer --task lm; otherwise the preset's, 0.02 as in the papers)")
     t.add_argument("--weight-decay", type=_float(0, strict=False), help=f"decoupled weight decay of AdamW (default: {d['weight_decay']})")
     t.add_argument("--grad-clip", type=_float(0, strict=True, allow_inf=True), help=f"clip the global gradient norm to this (default: {d['grad_clip']})")
     t.add_argument("--eval-every", type=_int(1), help=f"steps between validation bpc measurements (default: {d['eval_every']})")

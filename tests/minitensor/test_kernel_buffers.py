@@ -131,7 +131,6 @@ def test_a_training_step_reuses_its_blocks_and_gives_the_same_numbers(monkeypatc
     assert first[0] == second[0] and np.array_equal(first[1], second[1])
 
 
-
 KEEP_SCRIPT = """
 import os
 import numpy as np

@@ -33,7 +33,6 @@ import math
 import numbers
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numpy as np
@@ -43,7 +42,7 @@ from . import buffers, int_from_env
 BLOCK_ELEMENTS = 1 << 16  # entries per block: 256 KiB of float32, half a core's L2 or less
 
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_pool: "_Helpers | None" = None
 _inside = threading.local()  # set while a thread runs blocks: nested calls stay on that thread
 
 
@@ -81,16 +80,71 @@ def set_num_threads(n: int) -> None:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     with _lock:
         if _pool is not None and n != _threads:
-            _pool.shutdown(wait=True)
+            _pool.close()
             _pool = None
         _threads = int(n)
 
 
-def _get_pool() -> ThreadPoolExecutor:
+class _Helpers:
+    """``n`` helper threads that wait, each on its own lock, for the next job of :func:`run_blocks`.
+
+    A job is handed over by releasing the helpers' ``start`` locks and collected by
+    acquiring their ``done`` locks: two lock operations per helper and op, where an
+    executor would build a future, a condition and a queue entry for each. One caller
+    at a time uses the helpers (``busy``); a second caller meanwhile runs its blocks alone.
+    """
+
+    def __init__(self, n: int):
+        self.busy = threading.Lock()
+        self.job = None
+        self.start = [threading.Lock() for _ in range(n)]
+        self.done = [threading.Lock() for _ in range(n)]
+        for lock in self.start + self.done:
+            lock.acquire()
+        self.threads = [threading.Thread(target=self._serve, args=(i,), name=f"minitensor-{i}", daemon=True)
+                        for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _serve(self, i: int) -> None:
+        while True:
+            self.start[i].acquire()
+            job = self.job
+            try:
+                if job is None:
+                    return
+                job()
+            except BaseException:  # noqa: BLE001  (the job records its own errors; a helper must not die)
+                pass
+            finally:
+                self.done[i].release()
+
+    def run(self, job, count: int) -> None:
+        """Run ``job()`` on ``count`` helpers and on the calling thread; return when all have finished."""
+        self.job = job
+        for lock in self.start[:count]:
+            lock.release()
+        try:
+            job()
+        finally:
+            for lock in self.done[:count]:
+                lock.acquire()
+            self.job = None
+
+    def close(self) -> None:
+        with self.busy:
+            self.job = None
+            for lock in self.start:
+                lock.release()
+            for t in self.threads:
+                t.join()
+
+
+def _get_pool() -> _Helpers:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="minitensor")
+            _pool = _Helpers(_threads - 1)
         return _pool
 
 
@@ -133,35 +187,32 @@ def run_blocks(fn, index_list) -> None:
         for ix in index_list:
             fn(ix)
         return
+    pool = _get_pool()
+    if not pool.busy.acquire(blocking=False):  # another thread is using the helpers: run alone
+        for ix in index_list:
+            fn(ix)
+        return
     counter = itertools.count()  # next() on it is atomic under the GIL: each block is taken once
-    failed = threading.Event()
+    errors = []
 
     def worker():
         _inside.active = True
         try:
             for i in iter(counter.__next__, None):
-                if i >= len(index_list) or failed.is_set():
+                if i >= len(index_list) or errors:
                     return
                 fn(index_list[i])
-        except BaseException:
-            failed.set()
-            raise
+        except BaseException as e:  # noqa: BLE001  (raised by the caller once every thread is done)
+            errors.append(e)
         finally:
             _inside.active = False
 
-    futures = [_get_pool().submit(worker) for _ in range(n_threads - 1)]
-    error = None
     try:
-        worker()
-    except BaseException as e:  # noqa: BLE001  (re-raised below, once the helpers are done)
-        error = e
-    for f in futures:
-        try:
-            f.result()
-        except BaseException as e:  # noqa: BLE001
-            error = error or e
-    if error is not None:
-        raise error
+        pool.run(worker, n_threads - 1)
+    finally:
+        pool.busy.release()
+    if errors:
+        raise errors[0]
 
 
 def for_blocks(fn, shape, axis: int | None = None, target: int | None = None) -> None:

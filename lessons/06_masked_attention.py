@@ -533,7 +533,7 @@ print(f"gradient of the output at t0 = {T0}: max |.| on inputs <= t0 = {past_gra
 # `masked_softmax_rows` and `softmax_vjp` are the formulas, and with
 # `MINITENSOR_KERNELS=reference` they are all that runs. By default each is replaced by
 # a **kernel** (`minitensor/kernels/cpu.py`) that does the same steps on blocks of about
-# 65,000 scores, small enough to stay in the CPU's cache across the steps, shared between
+# 131,000 scores, small enough to stay in the CPU's cache across the steps, shared between
 # the cores and written in place into reused buffers: the $(B, H, T, T)$ scores are read
 # from memory once instead of five times. The `@kernels.replaceable` line above each
 # formula names its kernel; a test checks the two give bit-identical numbers. The

@@ -183,6 +183,7 @@ def dropout_mask(rng, shape, p, like):
 
 
 register("matmul", exact=False)(threads.matmul)  # split over the threads, BLAS on one thread each
+register("matmul_pair", exact=False)(threads.matmul_pair)  # two products side by side, one thread each
 
 if importlib.util.find_spec("scipy") is not None:  # optional: SciPy's erf is exact and vectorised
     @register("erf", exact=False)

@@ -293,42 +293,65 @@ def matmul(a, b, bias=None):
     kernel for a smaller piece (float64, k = 64 is one such case here), just
     as its own threading does.
     """
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return matmuls([(a, b, bias)])[0]
+
+
+def matmul_pair(a, b, c, d):
+    """``(a @ b, c @ d)`` side by side: a layer's two gradients, each product whole on its own thread.
+
+    The two products of a backward pass (the input's gradient and the weight's)
+    cost the same number of multiply-adds. Run together, each on one thread, they
+    need one hand-over to the other thread instead of two, and each is one BLAS
+    call as large as the whole product, not two halves.
+    """
+    return tuple(matmuls([(a, b, None), (c, d, None)]))
+
+
+def matmuls(products):
+    """``[np.matmul(a, b) (+ bias) for a, b, bias in products]``, all their pieces shared by the threads at once."""
+    threads = _threads
+    outs, pieces = [], []
+    for a, b, bias in products:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+        if bias is not None and bias.shape != (n,):
+            raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
+        count = math.prod(batch)
+        parts = max(1, threads // len(products))  # pieces per product: about one per thread in all
+        small = count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * parts)
+        if threads == 1 or small:
+            # a small stack still runs on one BLAS thread: see single_threaded_blas
+            with single_threaded_blas() if count > 1 else contextlib.nullcontext():
+                out = np.matmul(a, b)
+            if bias is not None:
+                out += bias
+            outs.append(out)
+            continue
+        out = buffers.empty(batch + (m, n), np.result_type(a, b))
+        outs.append(out)
+        pieces += _pieces(a, b, bias, out, batch, parts)
+    if pieces:
+        def product(i):
+            a, b, bias, out = pieces[i]
+            np.matmul(a, b, out=out)
+            if bias is not None:
+                out += bias
+
+        with single_threaded_blas():
+            run_blocks(product, range(len(pieces)))
+    return outs
+
+
+def _pieces(a, b, bias, out, batch, parts):
+    """``(a, b, bias, out)`` views that cut one product ``a @ b (+ bias)`` into about ``parts`` pieces."""
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    if bias is not None and bias.shape != (n,):
-        raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
-    count, threads = math.prod(batch), _threads
-    small = count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * threads)
-    if threads == 1 or small:
-        # a small stack still runs on one BLAS thread: see single_threaded_blas
-        with single_threaded_blas() if count > 1 else contextlib.nullcontext():
-            out = np.matmul(a, b)
-        if bias is not None:
-            out += bias
-        return out
-    out = buffers.empty(batch + (m, n), np.result_type(a, b))
-    whole = (...,)
-    if count > 1:  # a run of whole matrices per piece; broadcast views keep a stride-0 axis free
+    if math.prod(batch) > 1:  # a run of whole matrices per piece; broadcast views keep a stride-0 axis free
         a, b = np.broadcast_to(a, batch + (m, k)), np.broadcast_to(b, batch + (k, n))
-        out_ix = blocks(batch, target=max(1, count // (4 * threads)))
-        a_ix = b_ix = out_ix
-        bias_ix = [whole] * len(out_ix)
-    elif m >= n:  # one large product, taller than wide: a slice of rows of `a` and of the output per thread
-        a_ix = out_ix = [(..., slice(i, j), slice(None)) for i, j in _cuts(m, threads)]
-        b_ix = bias_ix = [whole] * len(out_ix)
-    else:  # wider than tall: a slice of columns of `b` and of the output per thread
-        b_ix = out_ix = [(..., slice(None), slice(i, j)) for i, j in _cuts(n, threads)]
-        a_ix = [whole] * len(out_ix)
-        bias_ix = [(..., slice(i, j)) for i, j in _cuts(n, threads)]
-
-    def product(i):
-        piece = np.matmul(a[a_ix[i]], b[b_ix[i]], out=out[out_ix[i]])
-        if bias is not None:
-            piece += bias[bias_ix[i]]
-
-    with single_threaded_blas():
-        run_blocks(product, range(len(out_ix)))
-    return out
+        return [(a[ix], b[ix], bias, out[ix]) for ix in blocks(batch, target=max(1, math.prod(batch) // (4 * parts)))]
+    if m >= n:  # one large product, taller than wide: a slice of rows of `a` and of the output per piece
+        return [(a[..., i:j, :], b, bias, out[..., i:j, :]) for i, j in _cuts(m, parts)]
+    # wider than tall: a slice of columns of `b`, of the bias and of the output per piece
+    return [(a, b[..., :, i:j], None if bias is None else bias[i:j], out[..., :, i:j]) for i, j in _cuts(n, parts)]
 
 
 def _cuts(size: int, parts: int) -> list[tuple[int, int]]:

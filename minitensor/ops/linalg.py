@@ -11,6 +11,12 @@ def matrix_product(a, b, bias=None):
     return out if bias is None else out + bias
 
 
+@kernels.replaceable("matmul_pair")
+def matrix_products(a, b, c, d):
+    r"""$(A B,\ C D)$: two products at once, as a backward pass needs them (a kernel may run them side by side)."""
+    return matrix_product(a, b), matrix_product(c, d)
+
+
 class MatMul(Function):
     r"""$Y = A B$ (batched like ``np.matmul``, both inputs at least 2-D).
 
@@ -34,14 +40,11 @@ class MatMul(Function):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         xp = get_array_module(grad)
-        if a.ndim > 2 and b.ndim == 2:
-            g2 = grad.reshape(-1, grad.shape[-1])  # (rows, N)
-            ga = matrix_product(g2, b.T).reshape(a.shape) if need_a else None
-            gb = matrix_product(a.reshape(-1, a.shape[-1]).T, g2) if need_b else None
-            return ga, gb
-        ga = matrix_product(grad, xp.swapaxes(b, -1, -2)) if need_a else None
-        gb = matrix_product(xp.swapaxes(a, -1, -2), grad) if need_b else None
-        return ga, gb
+        if a.ndim > 2 and b.ndim == 2:  # fold the stack of rows, as forward does
+            grad, a_rows = grad.reshape(-1, grad.shape[-1]), a.reshape(-1, a.shape[-1])  # (rows, N), (rows, K)
+            ga, gb = _gradients(need_a, need_b, (grad, b.T), (a_rows.T, grad))
+            return (None if ga is None else ga.reshape(a.shape)), gb
+        return _gradients(need_a, need_b, (grad, xp.swapaxes(b, -1, -2)), (xp.swapaxes(a, -1, -2), grad))
 
 
 class Affine(Function):
@@ -67,8 +70,15 @@ class Affine(Function):
         x, weight = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[:2]
         g2 = grad.reshape(-1, grad.shape[-1])  # (rows, out)
-        gx = matrix_product(g2, weight).reshape(x.shape) if need_x else None
-        gw = matrix_product(g2.T, x.reshape(-1, x.shape[-1])) if need_w else None
+        gx, gw = _gradients(need_x, need_w, (g2, weight), (g2.T, x.reshape(-1, x.shape[-1])))
+        gx = None if gx is None else gx.reshape(x.shape)
         if len(ctx.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, (g2.sum(axis=0) if ctx.needs_input_grad[2] else None)
+
+
+def _gradients(need_first, need_second, first, second):
+    """The products ``first`` and ``second`` (pairs of arrays) where needed, both in one call when both are."""
+    if need_first and need_second:
+        return matrix_products(*first, *second)
+    return (matrix_product(*first) if need_first else None), (matrix_product(*second) if need_second else None)

@@ -672,3 +672,27 @@ def test_stacked_parallel_matmul_gives_the_numbers_of_one_whole_call(threads, dt
     with single_threaded_blas():
         whole = np.matmul(a, b)
     assert np.array_equal(got, whole)
+
+
+PAIR_CASES = [  # (a, b) and (c, d) shapes, as a backward pass pairs them, and odd mixes
+    (((4096, 300), (300, 64)), ((64, 4096), (4096, 300))),  # a linear layer's two gradients
+    (((8, 4, 128, 128), (8, 4, 128, 64)), ((8, 4, 128, 128), (8, 4, 128, 64))),  # attention's, stacks
+    (((5, 7), (7, 3)), ((4096, 64), (64, 300))),  # one below MATMUL_MIN_MACS: run whole, the other shared
+    (((7, 128, 64), (7, 64, 700)), ((3, 700), (700, 2048))),  # a stack and an uneven single product
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("first, second", PAIR_CASES)
+def test_matmul_pair_equals_two_matmuls(first, second, dtype):
+    """Two products side by side give each product's numbers, for every thread count, to rounding."""
+    rng = np.random.default_rng(10)
+    a, b, c, d = (rng.standard_normal(s).astype(dtype) for s in (*first, *second))
+    results = per_thread_count(lambda: kernel_threads.matmul_pair(a, b, c, d))
+    with single_threaded_blas():
+        expected = np.matmul(a, b), np.matmul(c, d)
+    for n, got in zip(THREADS, results):
+        for out, want in zip(got, expected, strict=True):
+            assert out.shape == want.shape and out.dtype == want.dtype
+            np.testing.assert_allclose(out, want, **ROUNDING[dtype], err_msg=f"{n} threads")
+    assert_all_equal(results, f"kernel_threads.matmul_pair{first, second}", exact=False)

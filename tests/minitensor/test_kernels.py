@@ -134,6 +134,12 @@ def args_matmul(data):
     return a, b
 
 
+def args_matmul_pair(data):
+    """Two products of unrelated shapes (one may be a stack, one a single matrix) at once."""
+    first, second = args_matmul(data)[:2], args_matmul(data)[:2]
+    return (*first, *second)
+
+
 def args_erf(data):
     return args_gelu_tanh(data)
 
@@ -142,7 +148,7 @@ ARGUMENTS = {  # formula name -> a hypothesis draw of its arguments
     "masked_softmax": args_masked_softmax, "softmax_vjp": args_softmax_vjp, "gelu_tanh": args_gelu_tanh,
     "gelu_tanh_backward": args_gelu_tanh_backward, "layer_norm": args_layer_norm,
     "layer_norm_dx": args_layer_norm_dx, "scale_keep": args_scale_keep, "dropout_mask": args_dropout_mask,
-    "matmul": args_matmul, "erf": args_erf,
+    "matmul": args_matmul, "matmul_pair": args_matmul_pair, "erf": args_erf,
 }
 CPU_KERNELS = sorted(k.name for k in kernels.registered() if k.device == "cpu")
 

@@ -20,7 +20,8 @@ $$\bar x = \sum_{y \,\in\, \text{consumers}(x)} \bar y \,\frac{\partial y}{\part
 
 Broadcasting is undone here, in one place (:func:`unbroadcast`): an op may
 return a gradient of its output's shape and the engine sums it back to the
-input's shape.
+input's shape. A slice's backward may return a :class:`SliceGrad`, zero outside
+the slice, which the engine adds in place into the input's other contributions.
 
 The engine trusts one rule (the contract of ``Function.backward``): every array
 a backward returns is new, or a view of the ``grad`` it was given; never an
@@ -157,6 +158,62 @@ class Function:
         return Tensor._from_op(out, ctx if record else None)
 
 
+class SliceGrad:
+    r"""A gradient that is zero except on ``x[index]``, where it is ``values``: what slicing
+    (:class:`~minitensor.ops.shape.GetItem`, basic indexing) returns from its backward.
+
+    The pieces of one array, such as the $Q$, $K$ and $V$ that ``split`` takes out of
+    a GPT block's one projection, each hand back a gradient for the whole array. As
+    full-size arrays they would be three arrays of zeros with a slice filled in, and
+    two sums of them; the engine instead adds each piece's ``values`` into one array,
+    in place. ``dense()`` is the full-size array, for everything else.
+    """
+
+    __slots__ = ("shape", "index", "values")
+
+    def __init__(self, shape, index, values):
+        self.shape, self.index, self.values = tuple(shape), index, values
+
+    def dense(self):
+        full = get_array_module(self.values).zeros(self.shape, dtype=self.values.dtype)
+        full[self.index] = self.values
+        return full
+
+
+def _values(grad):
+    """The array a gradient is held in (a SliceGrad's ``values``)."""
+    return grad.values if isinstance(grad, SliceGrad) else grad
+
+
+def _add_pending(grads, owned, key, pg):
+    """Add the gradient ``pg`` to the pending gradient of tensor ``key``.
+
+    ``owned`` holds the keys whose pending array this pass made itself (a sum, or a
+    SliceGrad made dense): nothing else refers to it, so it is added into in place.
+    Any other pending array may be shared (``Add`` hands its grad to both inputs) and
+    is never written.
+    """
+    pending = grads.get(key)
+    if pending is None:  # the first contribution, kept as it came (a SliceGrad stays sparse)
+        grads[key] = pg
+        owned.discard(key)
+        return
+    if isinstance(pending, SliceGrad):
+        pending = pending.dense()
+    elif key not in owned:  # perhaps shared: never written, the sum goes into a new array
+        if not isinstance(pg, SliceGrad):
+            grads[key] = pending + pg
+            owned.add(key)
+            return
+        pending = pending.copy()
+    if isinstance(pg, SliceGrad):
+        pending[pg.index] += pg.values
+    else:
+        pending += pg
+    grads[key] = pending
+    owned.add(key)
+
+
 def unbroadcast(grad, shape):
     r"""Sum ``grad`` down to ``shape``: the backward of NumPy broadcasting.
 
@@ -221,12 +278,16 @@ def backward(root, grad=None):
     order = _topological_order(root)
     check = _ContractCheck(order) if _debug else None
     grads = {id(root): grad}  # pending gradients of non-leaf tensors, freed once consumed
+    owned = set()  # keys of the pending arrays this pass made itself (see _add_pending)
     seen = _HandedOut()  # memory handed out during this pass (see _accumulate_leaf)
     seen.add(grad)
     for tensor in reversed(order):
         g = grads.pop(id(tensor), None)
+        owned.discard(id(tensor))
         if g is None:
             continue
+        if isinstance(g, SliceGrad):
+            g = g.dense()
         ctx = tensor._ctx
         if ctx is None:
             _accumulate_leaf(tensor, g, seen)
@@ -241,24 +302,27 @@ def backward(root, grad=None):
             check(tensor, g, in_grads, grads)
         # One array handed to two inputs (``return h, h``) must not be kept by a leaf
         # that later updates it in place while the other input still needs it.
-        owners = [id(_owner(pg)) for pg in in_grads if pg is not None]
+        owners = [id(_owner(_values(pg))) for pg in in_grads if pg is not None]
         for pg in in_grads:
-            if pg is not None and owners.count(id(_owner(pg))) > 1:
-                seen.add(pg)
+            if pg is not None and owners.count(id(_owner(_values(pg)))) > 1:
+                seen.add(_values(pg))
         for parent, pg in zip(ctx.parents, in_grads):
             if pg is None or not parent.requires_grad:
                 continue
-            if pg.shape != parent.shape:
-                pg = unbroadcast(pg, parent.shape)
-            if pg.dtype != parent.dtype:
-                pg = pg.astype(parent.dtype)
+            if isinstance(pg, SliceGrad) and (parent._ctx is None or pg.shape != parent.shape
+                                              or pg.values.dtype != parent.dtype):
+                pg = pg.dense()
+            if not isinstance(pg, SliceGrad):
+                if pg.shape != parent.shape:
+                    pg = unbroadcast(pg, parent.shape)
+                if pg.dtype != parent.dtype:
+                    pg = pg.astype(parent.dtype)
             if parent._ctx is None:
                 _accumulate_leaf(parent, pg, seen)
             else:
                 # A pending gradient is held by this dict alone until its node pops it,
-                # so it needs no mark; the sum is never in place (pg may be shared).
-                key = id(parent)
-                grads[key] = pg if key not in grads else grads[key] + pg
+                # so it needs no mark; a sum is in place only into an array this pass made.
+                _add_pending(grads, owned, id(parent), pg)
 
 
 def _shares_memory(a, b):
@@ -301,6 +365,7 @@ class _ContractCheck:
         for i, pg in enumerate(in_grads):
             if pg is None:
                 continue
+            pg = _values(pg)
             what = self._aliased(tensor, ctx, grad, pg, pending)
             if what is not None:
                 name = ctx.fn.__name__
@@ -330,6 +395,7 @@ class _ContractCheck:
         if _shares_memory(pg, grad):
             return None  # a view of its own grad: allowed, whatever else that grad is shared with
         for key, other in pending.items():
+            other = _values(other)
             if _shares_memory(pg, other):
                 owner = self.tensors.get(key)
                 of = f"the output of {owner._ctx.fn.__name__}" if owner is not None else "another tensor"

@@ -1,7 +1,7 @@
 r"""Ops that move or select entries without changing their values: the backward
 of each routes every upstream gradient entry back to the input entry it came from."""
 from .. import kernels
-from ..autograd import Function
+from ..autograd import Function, SliceGrad
 from ..backend import get_array_module
 
 
@@ -75,11 +75,10 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if not ctx.advanced:  # zero outside the slice: the engine adds it where it belongs
+            return SliceGrad(ctx.in_shape, ctx.index, grad)
         full = get_array_module(grad).zeros(ctx.in_shape, dtype=grad.dtype)
-        if ctx.advanced:
-            scatter_add(full, ctx.index, grad)
-        else:
-            full[ctx.index] = grad
+        scatter_add(full, ctx.index, grad)
         return full
 
 

@@ -194,6 +194,36 @@ def test_concat_pieces_give_independent_gradients():
     np.testing.assert_array_equal(b.grad, g[2:])
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_split_pieces_add_into_one_gradient_and_leave_a_shared_one_alone(debug):
+    """The pieces of ``split`` hand back SliceGrads that the engine adds in place into one
+    array; ``Add`` hands one array to two inputs, which must never be written."""
+    x, c = leaf((6,), 0), leaf((6,), 1)
+    w = [np.random.default_rng(k).standard_normal(6 if k == 0 else 2) for k in range(4)]
+    with mt.autograd.debug_mode(debug):
+        y = x * 2.0
+        s = y + c  # Add: the same upstream array for y and for c
+        q, k, v = mt.split(y, 3)
+        loss = (s * mt.tensor(w[0])).sum() + sum(((p * mt.tensor(wi)).sum() for p, wi in zip((q, k, v), w[1:])),
+                                                  mt.tensor(0.0))
+        loss.backward()
+    np.testing.assert_allclose(x.grad, 2.0 * (w[0] + np.concatenate(w[1:])), rtol=1e-15)
+    np.testing.assert_array_equal(c.grad, w[0])
+
+
+def test_a_slice_of_a_leaf_and_overlapping_slices_of_an_intermediate():
+    """A SliceGrad reaching a leaf is made dense; slices that overlap each add their share."""
+    x = leaf((5, 3), 0)
+    y = x * 1.0
+    (x[1:3].sum() + y[0:4].sum() + y[2:].sum() + y[::-2, 1].sum()).backward()
+    expected = np.zeros((5, 3))
+    expected[1:3] += 1
+    expected[0:4] += 1
+    expected[2:] += 1
+    expected[::-2, 1] += 1
+    np.testing.assert_array_equal(x.grad, expected)
+
+
 def test_accumulating_into_a_kept_gradient_does_not_leak_into_another_leaf():
     """The first contribution kept as ``.grad`` must not be an array someone else also holds,
     or the second ``+=`` would change both."""
@@ -262,6 +292,8 @@ GRAPH_OPS = (
     lambda x, y: (x.reshape(1, 2).T @ y.reshape(1, 2)).T.sum(axis=1),  # Transpose: a leaf may keep a view
     lambda x, y: x.expand(3, 2).sum(axis=0),           # Expand + Sum: the engine's unbroadcast
     lambda x, y: mt.concat([x, y])[1:3],               # Concat + GetItem: slices of the gradient
+    lambda x, y: mt.concat([x[1:], x[:1]]),            # two slices of one node: SliceGrads added in place
+    lambda x, y: x[::-1] * y[0],                       # a reversed slice, and a one-entry slice
     lambda x, y: TwiceSum.apply(x, y),
 )
 

@@ -182,6 +182,51 @@ def dropout_mask(rng, shape, p, like):
     return keep
 
 
+SCATTER_MIN_ROW = 16  # entries per row of the target, at least, for the grouped scatter_add below
+
+
+@register("scatter_add", exact=True)
+def scatter_add(target, index, values):
+    """:func:`minitensor.ops.shape.scatter_add` for an embedding's gradient: one array of row ids.
+
+    ``np.add.at`` adds the rows one at a time, in order, and takes about a
+    millisecond per 2,000 rows of 128. Here the rows are sorted by id (a stable
+    sort keeps their order) and each id's rows are summed by one ``sum`` over
+    axis 0, which also adds row after row, in order, starting from the target's
+    row: the same additions, so the same numbers. Other indices, rows shorter
+    than ``SCATTER_MIN_ROW`` (NumPy may then sum pairwise) and ids out of range
+    (for ``add.at``'s error) go to ``np.add.at``; so does an index with more
+    distinct ids than an eighth of its length, where the loop over ids would cost more.
+    """
+    rows = math.prod(target.shape[1:])
+    ok = isinstance(index, np.ndarray) and index.dtype.kind in "iu" and target.ndim >= 1 and index.size \
+        and values.shape == index.shape + target.shape[1:] and values.dtype == target.dtype \
+        and rows >= SCATTER_MIN_ROW and target.flags.c_contiguous
+    if ok:
+        ids = index.reshape(-1).astype(np.int64)
+        ids[ids < 0] += target.shape[0]
+        ok = ids.min() >= 0 and ids.max() < target.shape[0]
+    if ok:
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ok = len(starts) <= max(1, ids.size // 8)
+    if not ok:
+        np.add.at(target, index, values)
+        return
+    flat = target.reshape(target.shape[0], rows)  # a view: target is contiguous
+    # each id's target row, then its values in order: summing a run over axis 0 is the add.at order
+    runs = np.empty((ids.size + len(starts), rows), dtype=target.dtype)
+    heads = starts + np.arange(len(starts))
+    is_head = np.zeros(len(runs), dtype=bool)
+    is_head[heads] = True
+    runs[heads] = flat[ids[starts]]
+    runs[~is_head] = values.reshape(ids.size, rows)[order]
+    ends = np.r_[heads[1:], len(runs)]
+    for i, head, end in zip(ids[starts], heads, ends):
+        runs[head:end].sum(axis=0, out=flat[i])
+
+
 register("matmul", exact=False)(threads.matmul)  # split over the threads, BLAS on one thread each
 register("matmul_pair", exact=False)(threads.matmul_pair)  # two products side by side, one thread each
 

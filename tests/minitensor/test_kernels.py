@@ -140,6 +140,21 @@ def args_matmul_pair(data):
     return (*first, *second)
 
 
+def args_scatter_add(data):
+    """A target of rows, and row ids with repeats (negative ones too), or sometimes another kind of index."""
+    n_rows = data.draw(st.integers(1, 6), label="rows")
+    row_shape = data.draw(st.sampled_from([(), (3,), (16,), (2, 9), (20,)]), label="row shape")
+    dtype = draw_dtype(data)
+    target = draw_array(data, (n_rows, *row_shape), dtype, label="target")
+    if data.draw(st.booleans(), label="a slice instead of ids"):
+        index = (slice(0, n_rows, 2),)
+    else:
+        index_shape = data.draw(shapes(1, 2, 1, 40), label="ids shape")
+        index = data.draw(arrays(index_shape, -n_rows, n_rows - 1, np.int64), label="ids").astype(np.int64)
+    values = draw_array(data, np.empty(target.shape)[index].shape, dtype, label="values")
+    return target, index, values
+
+
 def args_erf(data):
     return args_gelu_tanh(data)
 
@@ -148,7 +163,7 @@ ARGUMENTS = {  # formula name -> a hypothesis draw of its arguments
     "masked_softmax": args_masked_softmax, "softmax_vjp": args_softmax_vjp, "gelu_tanh": args_gelu_tanh,
     "gelu_tanh_backward": args_gelu_tanh_backward, "layer_norm": args_layer_norm,
     "layer_norm_dx": args_layer_norm_dx, "scale_keep": args_scale_keep, "dropout_mask": args_dropout_mask,
-    "matmul": args_matmul, "matmul_pair": args_matmul_pair, "erf": args_erf,
+    "matmul": args_matmul, "matmul_pair": args_matmul_pair, "scatter_add": args_scatter_add, "erf": args_erf,
 }
 CPU_KERNELS = sorted(k.name for k in kernels.registered() if k.device == "cpu")
 
@@ -175,6 +190,10 @@ def test_each_cpu_kernel_equals_its_formula(monkeypatch, name, data):
             got = kernel.fn(*args)
         expected = formula(twin, *args[1:])
         assert args[0].random() == twin.random(), "the kernel left the generator in another state"
+    elif name == "scatter_add":  # in place: compare the two targets
+        got, expected = args[0].copy(), args[0].copy()
+        kernel.fn(got, *args[1:])
+        formula(expected, *args[1:])
     else:
         with small_blocks(monkeypatch):
             got = kernel.fn(*args)
@@ -339,3 +358,20 @@ def test_the_formulas_used_by_the_tests_above_are_the_registered_ones():
     for fn in (masked_softmax_rows, softmax_vjp, gelu_tanh, gelu_tanh_backward, layer_norm, layer_norm_dx,
                scale_keep, matrix_product, erf, scatter_add, F.dropout_mask):
         assert kernels.formula(fn.kernel_name) is fn.formula
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scatter_add_kernel_gives_add_at_numbers_for_an_embedding_gradient(dtype):
+    """The size a GPT step hands it: 16 x 128 character ids (76 of them, repeated, a few negative)
+    into a 76 x 128 table that already holds values: bit for bit what np.add.at gives."""
+    rng = np.random.default_rng(11)
+    ids = rng.integers(-76, 76, size=(16, 128))
+    values = rng.standard_normal((16, 128, 128)).astype(dtype)
+    table = rng.standard_normal((76, 128)).astype(dtype)
+    kernel = next(k for k in kernels.registered() if k.name == "scatter_add" and k.device == "cpu")
+    got, expected = table.copy(), table.copy()
+    kernel.fn(got, ids, values)
+    np.add.at(expected, ids, values)
+    assert np.array_equal(got, expected)
+    with pytest.raises(IndexError):  # an id out of range: add.at's own error
+        kernel.fn(table.copy(), np.array([0, 76]), values[0, :2])

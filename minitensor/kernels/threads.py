@@ -297,12 +297,11 @@ def matmul(a, b, bias=None):
 
 
 def matmul_pair(a, b, c, d):
-    """``(a @ b, c @ d)`` side by side: a layer's two gradients, each product whole on its own thread.
+    """``(a @ b, c @ d)``: a layer's two gradients, the pieces of both shared by the threads in one go.
 
-    The two products of a backward pass (the input's gradient and the weight's)
-    cost the same number of multiply-adds. Run together, each on one thread, they
-    need one hand-over to the other thread instead of two, and each is one BLAS
-    call as large as the whole product, not two halves.
+    Each product is cut exactly as :func:`matmul` cuts it alone (so the numbers are
+    the same), and all the pieces go to the threads together: one hand-over to the
+    other threads instead of two.
     """
     return tuple(matmuls([(a, b, None), (c, d, None)]))
 
@@ -317,7 +316,7 @@ def matmuls(products):
         if bias is not None and bias.shape != (n,):
             raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
         count = math.prod(batch)
-        parts = max(1, threads // len(products))  # pieces per product: about one per thread in all
+        parts = threads  # pieces per product: as matmul cuts it alone, so that the numbers are its numbers
         small = count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * parts)
         if threads == 1 or small:
             # a small stack still runs on one BLAS thread: see single_threaded_blas

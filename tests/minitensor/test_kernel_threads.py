@@ -685,14 +685,16 @@ PAIR_CASES = [  # (a, b) and (c, d) shapes, as a backward pass pairs them, and o
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("first, second", PAIR_CASES)
 def test_matmul_pair_equals_two_matmuls(first, second, dtype):
-    """Two products side by side give each product's numbers, for every thread count, to rounding."""
+    """Two products in one go give, bit for bit, what two ``matmul`` calls give with as many threads
+    (the same pieces: a training run's numbers do not change), and NumPy's products to rounding."""
     rng = np.random.default_rng(10)
     a, b, c, d = (rng.standard_normal(s).astype(dtype) for s in (*first, *second))
     results = per_thread_count(lambda: kernel_threads.matmul_pair(a, b, c, d))
+    one_by_one = per_thread_count(lambda: (kernel_threads.matmul(a, b), kernel_threads.matmul(c, d)))
     with single_threaded_blas():
         expected = np.matmul(a, b), np.matmul(c, d)
-    for n, got in zip(THREADS, results):
-        for out, want in zip(got, expected, strict=True):
+    for n, got, alone in zip(THREADS, results, one_by_one):
+        for out, out_alone, want in zip(got, alone, expected, strict=True):
             assert out.shape == want.shape and out.dtype == want.dtype
+            assert np.array_equal(out, out_alone), f"{n} threads: not the numbers of matmul alone"
             np.testing.assert_allclose(out, want, **ROUNDING[dtype], err_msg=f"{n} threads")
-    assert_all_equal(results, f"kernel_threads.matmul_pair{first, second}", exact=False)

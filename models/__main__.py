@@ -1,4 +1,4 @@
-"""The command line: ``python -m models train|sample|evaluate|finetune|task ...``.
+"""The command line: ``python -m models train|sample|evaluate|finetune|task|tokenizer ...``.
 
     python -m models train gpt --preset tiny                 # a few minutes on 2 CPU cores
     python -m models train gpt --preset tiny --stop-at 200   # ...or in pieces: stop after step 200,
@@ -10,6 +10,7 @@
     python -m models evaluate --ckpt runs/txl-tiny           # test bpc: cached (txl) or sliding window (gpt)
     python -m models finetune gpt --task follows --init runs/gpt-tiny   # L_3 = L_2 + 0.5 L_1
     python -m models task next-speech --show 3               # look at a task's examples
+    python -m models tokenizer train --vocab-size 2000 --out runs/bpe-2000   # learn BPE merges
 
 Errors a user can cause (a missing checkpoint, an unknown preset, ``--device cuda`` without
 a GPU, a prompt with characters the model never saw, a number flag out of range, a run already
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+
+from .tokenizers import cli as tokenizer_cli
 
 
 def _int(low):
@@ -189,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default=None, help="write the task to this JSON file")
     k.add_argument("--show", type=_int(0), default=3, help="print this many training examples (default: 3)")
     k.add_argument("--per-play", type=_int(1), default=None, help="examples per play (default: 64)")
+    tokenizer_cli.add_parser(sub, _int)
     return parser
 
 
@@ -228,7 +232,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "finetune": cmd_finetune,
-                "task": cmd_task}[args.command](args)
+                "task": cmd_task, "tokenizer": tokenizer_cli.cmd_tokenizer}[args.command](args)
     except KeyboardInterrupt:
         print("\ninterrupted (the last checkpoint is kept; continue with --resume)", file=sys.stderr)
         return 130

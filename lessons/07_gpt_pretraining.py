@@ -22,6 +22,8 @@
 # needs no labels, only text. This lesson reads the model of the source's
 # section 3.3.1 line by line and trains a small one on Shakespeare:
 #
+# 0. what a token is: characters, words, or the subwords of byte-pair encoding,
+#    whose merge rule we run by hand (GPT-1 read 40,000 BPE tokens, not characters);
 # 1. the input $h_0 = U W_e + W_p$, the post-LN block, the tanh GELU, and the
 #    parameter count of a GPT, checked for a tiny model and for GPT-1 itself;
 # 2. the causal mask at the level of the whole model: changing a future token
@@ -34,12 +36,13 @@
 # 6. sampling: temperature and top-$k$, with the formulas, then text.
 #
 # The model lives in `models/gpt/model.py` (`GPT`, `GPTConfig`), the corpus and the
-# tokenizer in `models/data.py`, bits per character in `models/evaluate.py`.
+# character tokenizer in `models/data.py`, byte-pair encoding in `models/tokenizers/`,
+# bits per character in `models/evaluate.py`.
 # Their docstrings are the single source; we print them.
 #
 # Code between `# BEGIN SOLUTION` and `# END SOLUTION` (here and in
-# `models/gpt/model.py`) is blanked out in the student copy: those are the exercises
-# listed at the end.
+# `models/gpt/model.py` and `models/tokenizers/bpe.py`) is blanked out in the student
+# copy: those are the exercises listed at the end.
 
 # %%
 import inspect
@@ -52,6 +55,7 @@ import numpy as np
 import minitensor as mt
 import minitensor.functional as F
 from models.data import CharTokenizer, load_shakespeare, random_batches
+from models.tokenizers import apply_merges, learn_merges, merge_pair, train_bpe
 from models.gpt import GPT, PRESETS, GPTConfig
 from models.evaluate import evaluate_bpc
 
@@ -84,6 +88,87 @@ print(corpus)
 print(f"{V} characters in the vocabulary: {tok.chars!r}")
 
 # %% [markdown]
+# ## 0. Tokens: characters, words, or subwords
+#
+# A language model predicts the next **token**, so someone has to decide what a token
+# is. This lesson's model reads characters: $V = 76$, nothing is ever unknown, but a
+# window of 128 positions holds only 128 characters, and most of the model's steps
+# go into spelling. Whole words go the other way: a window holds a paragraph, but the
+# vocabulary runs to tens of thousands of entries, most of them seen a handful of
+# times, and a word missing from the training text cannot be written at all.
+#
+# **Byte-pair encoding** (Sennrich et al., 2016, after a compression scheme of 1994)
+# sits in between. It starts from the characters and learns, from the training text,
+# which neighbours to glue together:
+#
+# 1. write every word as its characters, and count each word's frequency;
+# 2. count every adjacent pair of symbols, each occurrence weighted by its word's count;
+# 3. **merge** the most frequent pair $(a, b)$ into one new symbol $ab$ everywhere,
+#    and record it as the next line of the merge table (its line number is its **rank**);
+# 4. repeat from step 2 until the vocabulary has the size you want.
+#
+# Frequent words end up as one token, rare ones as a few pieces, and any word can
+# still be spelled from characters. GPT-1 used 40,000 merges learnt on its books,
+# with a marker `</w>` glued to the last character of each word, so that `er` at the
+# end of a word (`lower`) and inside one (`eras`) are different tokens.
+#
+# By hand, on a corpus of four words (the example of Sennrich et al.): `low` ×5,
+# `lower` ×2, `newest` ×6, `widest` ×3, with `</w>` marking the ends. The pairs
+# `e s` and `s t</w>` both occur $6 + 3 = 9$ times, more than any other (`w e`: 8,
+# `l o`: 7); a tie is broken by the pair's own order, so the first merge is
+# `e s` → `es`. Now `es t</w>` occurs 9 times, the most, then `l o` 7 times, and so
+# on. `learn_merges` (in `models/tokenizers/train.py`)
+# does exactly this, keeping the pair counts up to date as it merges instead of
+# counting again after every merge:
+
+# %%
+words = {"low": 5, "lower": 2, "newest": 6, "widest": 3}
+as_symbols = {tuple(w[:-1]) + (w[-1] + "</w>",): n for w, n in words.items()}  # GPT-1's end marker
+learnt = learn_merges(as_symbols, 6)
+for rank, (a, b) in enumerate(learnt):
+    print(f"merge {rank}: {a!r} + {b!r} -> {a + b!r}")
+
+# %% [markdown]
+# One merge step, `merge_pair`, replaces every occurrence of the pair, scanning left to
+# right (so with the merge `a a`, the symbols `a a a` become `aa a`). To **encode** a
+# word never seen in training, replay the table: look at every adjacent pair, merge
+# the one of lowest rank (the one learnt first), and repeat until no adjacent pair is
+# in the table (`apply_merges`). That cuts the word the way training would have:
+
+# %%
+ranks = {pair: rank for rank, pair in enumerate(learnt)}
+print(merge_pair(["n", "e", "w", "e", "s", "t</w>"], ("e", "s"), "es"))
+for word in ("lowest", "newer", "wider"):
+    print(f"{word!r} -> {apply_merges(tuple(word[:-1]) + (word[-1] + '</w>',), ranks)}")
+
+# %% [markdown]
+# **The byte-level trick** (GPT-2, and RoBERTa, whose tokenizer Longformer kept):
+# start from the 256 possible **bytes** of UTF-8 instead of the characters of the
+# training text. Every string is a sequence of bytes, so nothing is ever unknown, not
+# even an emoji or a character the training text never had, and decoding is exact. The
+# files store each byte as a printable character (a space is `Ġ`), and a pattern cuts
+# the text into words first (a word carries its leading space, so merges never
+# cross words). `train_bpe` learns such a tokenizer from a tenth of the training plays
+# (`python -m models tokenizer train` learns one from all of them):
+
+# %%
+bpe = train_bpe(corpus.train[:400_000], vocab_size=256 + 4 + 500, kind="byte-level")
+line = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?"
+pieces = bpe.tokens(bpe.encode(line))
+print(f"{len(line)} characters -> {len(pieces)} tokens: {pieces}")
+assert bpe.decode(bpe.encode(line)) == line  # lossless
+held_out = corpus.validation[:50_000]
+print(f"characters per token on validation text: {len(held_out) / len(bpe.encode(held_out)):.2f}")
+
+# %% [markdown]
+# With 500 merges a window of 128 tokens covers about twice as many characters
+# (2.1 per token here; 3.0 with 4,000 merges learnt on all the plays).
+# The price is a larger output layer and fewer examples of each token; whether it
+# pays is measured, not assumed. To compare models with different tokens, report
+# **bits per character**: the total bits a model spends on a text divided by the
+# text's characters, whatever the tokens were (section 3 defines it for characters).
+# The rest of this lesson keeps characters.
+#
 # ## 1. The model: $h_0 = U W_e + W_p$, then $n$ post-LN blocks
 #
 # The source's section 3.3.1, written out with shapes. A context of $T$ tokens is
@@ -532,22 +617,29 @@ print(f"\nlesson 07 ran in {lesson_seconds:.1f} s")
 #
 # ## Exercises
 #
-# In the student copy three regions raise `NotImplementedError`; the lesson
+# In the student copy five regions raise `NotImplementedError`; the lesson
 # stops at the first one it meets, so do them in this order:
 #
-# 1. **`GPT.hidden_states`** (section 1), in `models/gpt/model.py`: the input
+# 1. **`merge_pair(symbols, pair, merged)`** (section 0), in `models/tokenizers/bpe.py`:
+#    one merge step, every occurrence of `pair` replaced left to right (an occurrence
+#    that overlaps one just merged is skipped).
+# 2. **`apply_merges(symbols, ranks)`** (section 0), in the same file: encode one word
+#    with a given merge table, always merging the adjacent pair of lowest rank first,
+#    until no adjacent pair is a merge. Then `learn_merges` and the whole tokenizer work.
+# 3. **`GPT.hidden_states`** (section 1), in `models/gpt/model.py`: the input
 #    $h_0 = U W_e + W_p$ as two lookups, `tokens_embed(ids)` and the first $T$ rows of
 #    `positions_embed`, summed (the positions broadcast over the batch).
-# 2. **`GPT.forward`** (sections 1 and 4), in `models/gpt/model.py`: the tied output,
+# 4. **`GPT.forward`** (sections 1 and 4), in `models/gpt/model.py`: the tied output,
 #    logits $h_n W_e^\top$ from `hidden_states` and the token embedding's weight
 #    (`F.linear(x, W)` computes $x W^\top$). Then the tied gradient of section 4
 #    is the sum of its two paths without any code of yours: why?
-# 3. **`sampling_probabilities(logits, temperature, top_k)`** (section 6), in this
+# 5. **`sampling_probabilities(logits, temperature, top_k)`** (section 6), in this
 #    file: $p_i \propto \exp(z_i / \tau)$, with everything below the $k$-th largest
 #    logit set to probability exactly $0$ (ties kept), and no overflow for large
 #    logits or small $\tau$.
 #
-# When all three are in place, the hand-built forward pass agrees with `GPT` to
+# When all five are in place, the merges of section 0 come out as worked by hand, the
+# hand-built forward pass agrees with `GPT` to
 # about $10^{-15}$, the causal check passes, the two paths of the tied gradient add up
 # to the tied one, and our distribution replays every draw of `GPT.generate`.
 #

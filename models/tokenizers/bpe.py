@@ -34,6 +34,7 @@ __all__ = ["BPETokenizer", "apply_merges", "merge_pair"]
 def merge_pair(symbols: list, pair: tuple, merged: str) -> list:
     """``symbols`` with every occurrence of ``pair`` replaced by ``merged``, scanning left to right
     (an occurrence that overlaps one already merged is skipped)."""
+    # BEGIN SOLUTION lesson 07: merge_pair: one merge step of lesson 07's section 0, left to right over the symbols
     first, second = pair
     out, i, n = [], 0, len(symbols)
     while i < n:
@@ -44,11 +45,13 @@ def merge_pair(symbols: list, pair: tuple, merged: str) -> list:
             out.append(symbols[i])
             i += 1
     return out
+    # END SOLUTION
 
 
 def apply_merges(symbols, ranks: dict) -> list:
     """The symbols of one word after the merges of ``ranks`` (``(a, b) -> rank``), lowest rank first
     (steps 1-3 of the module docstring)."""
+    # BEGIN SOLUTION lesson 07: apply_merges: the encoding rule of lesson 07's section 0 (the lowest-ranked adjacent pair first, until none is a merge)
     symbols = list(symbols)
     while len(symbols) > 1:
         best, best_rank = None, None
@@ -60,6 +63,7 @@ def apply_merges(symbols, ranks: dict) -> list:
             break
         symbols = merge_pair(symbols, best, best[0] + best[1])
     return symbols
+    # END SOLUTION
 
 
 class BPETokenizer:

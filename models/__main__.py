@@ -7,6 +7,7 @@
     python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
     python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, lm)
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
+    python -m models sample --hf openai-gpt --prompt "the king said"   # a Hugging Face GPT-1 directory
     python -m models evaluate --ckpt runs/txl-tiny           # test bpc: cached (txl) or sliding window (gpt)
     python -m models finetune gpt --task follows --init runs/gpt-tiny   # L_3 = L_2 + 0.5 L_1
     python -m models task next-speech --show 3               # look at a task's examples
@@ -135,11 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the run --out already holds (its checkpoint, metrics and plot are deleted); without "
                         "it a fresh run into a directory holding one is refused")
 
-    s = sub.add_parser("sample", help="generate text from a trained checkpoint",
-                       description="Print --prompt followed by --length sampled characters.")
-    s.add_argument("--ckpt", required=True, help="a checkpoint directory (written by train --out) or its checkpoint.npz")
+    s = sub.add_parser("sample", help="generate text from a trained checkpoint or a Hugging Face GPT-1 directory",
+                       description="Print --prompt followed by --length sampled characters (tokens with --hf: "
+                                   "then the text printed is GPT-1's tokenizer's, lower-cased).")
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="a checkpoint directory (written by train --out) or its checkpoint.npz")
+    source.add_argument("--hf", metavar="DIR",
+                        help="a Hugging Face openai-gpt directory: config.json, model.safetensors, vocab.json, "
+                             "merges.txt (GPT-1's byte-pair encoding)")
     s.add_argument("--prompt", default="\n", help='text to continue (default: a newline), e.g. "ROMEO:"')
-    s.add_argument("--length", type=_int(0), default=200, help="characters to generate (default: 200)")
+    s.add_argument("--length", type=_int(0), default=200,
+                   help="characters to generate, tokens with --hf (default: 200)")
     s.add_argument("--temperature", type=_float(0, strict=True), default=0.8, help="divide the logits by this; lower is safer (default: 0.8)")
     s.add_argument("--top-k", type=_int(0), default=20, help="sample among the k likeliest characters; 0 = all (default: 20)")
     s.add_argument("--seed", type=_int(0), default=0, help="seed of the sampler: same seed, same text (default: 0)")

@@ -79,6 +79,8 @@ def command(opts) -> int:
 
     if opts.length < 0:
         raise ValueError(f"--length must be >= 0, got {opts.length}")
+    if getattr(opts, "hf", None):
+        return _sample_hf(opts)
     device = mt.backend.check_device(opts.device)
     model, tokenizer_dict, _, recipe = checkpoint.load_language_model(opts.ckpt, "sample")
     model.to(device)
@@ -90,4 +92,28 @@ def command(opts) -> int:
     new_ids = recipe.generate(model, prompt_ids, opts.length, temperature=opts.temperature, top_k=opts.top_k or None,
                               rng=np.random.default_rng(opts.seed))
     print(opts.prompt + tokenizer.decode(new_ids))
+    return 0
+
+
+def _sample_hf(opts) -> int:
+    """``sample --hf DIR``: a Hugging Face ``openai-gpt`` directory end to end. Its ``vocab.json`` and
+    ``merges.txt`` are GPT-1's byte-pair encoding (:class:`models.tokenizers.GPT1BPE`), which lower-cases
+    and re-spaces text, so the prompt is printed as the tokenizer reads it back."""
+    from .gpt import load_hf_checkpoint
+    from .tokenizers import load_bpe
+
+    device = mt.backend.check_device(opts.device)
+    tokenizer = load_bpe(opts.hf, kind="gpt1")
+    model = load_hf_checkpoint(opts.hf)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise ValueError(f"--hf {opts.hf}: vocab.json has {tokenizer.vocab_size} tokens but the model "
+                         f"{model.config.vocab_size} (config.json's vocab_size)")
+    model.to(device)
+    prompt_ids = np.asarray(tokenizer.encode(opts.prompt), dtype=np.int64)
+    if prompt_ids.size == 0:
+        raise ValueError(f"--prompt {opts.prompt!r} has no tokens for GPT-1's tokenizer (it drops whitespace): "
+                         "give --hf a --prompt with words")
+    new_ids = model.generate(prompt_ids, opts.length, temperature=opts.temperature, top_k=opts.top_k or None,
+                             rng=np.random.default_rng(opts.seed))
+    print(tokenizer.decode([*prompt_ids.tolist(), *new_ids.tolist()]))
     return 0

@@ -3,8 +3,9 @@
 long-document tasks built from whole scenes (:mod:`models.longformer.longdoc`) and the training recipe
 (:mod:`models.longformer.recipe`)."""
 from .heads import LongformerForCausalLM, LongformerForQuestionAnswering, LongformerForSequenceClassification
-from .hf_checkpoint import load_hf_checkpoint
+from .hf_checkpoint import encode_documents, load_hf_checkpoint, load_hf_tokenizer
 from .model import PRESETS, Longformer, LongformerConfig, LongformerSelfAttention
 
 __all__ = ["PRESETS", "Longformer", "LongformerConfig", "LongformerForCausalLM", "LongformerForQuestionAnswering",
-           "LongformerForSequenceClassification", "LongformerSelfAttention", "load_hf_checkpoint"]
+           "LongformerForSequenceClassification", "LongformerSelfAttention", "encode_documents", "load_hf_checkpoint",
+           "load_hf_tokenizer"]

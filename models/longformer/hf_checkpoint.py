@@ -8,7 +8,7 @@ import numpy as np
 from .. import hf as hf_files
 from .model import Longformer, LongformerConfig
 
-__all__ = ["load_hf_checkpoint"]
+__all__ = ["encode_documents", "load_hf_checkpoint", "load_hf_tokenizer"]
 
 
 _HF_CONFIG = {"vocab_size": "vocab_size", "hidden_size": "d_model", "num_hidden_layers": "n_layer",
@@ -70,3 +70,41 @@ def load_hf_checkpoint(directory, dtype=np.float32) -> Longformer:
                              f"expected {p.shape}")
     model.load_state_dict({k: np.ascontiguousarray(v, dtype=dtype) for k, v in state.items()})
     return model.eval()
+
+
+def load_hf_tokenizer(directory):
+    """RoBERTa's byte-level BPE of a Hugging Face ``longformer`` directory (``vocab.json`` + ``merges.txt``),
+    as :class:`models.tokenizers.ByteLevelBPE`: ``<s>``, ``</s>``, ``<pad>`` ids from its vocabulary."""
+    from ..tokenizers import load_bpe  # noqa: PLC0415  (the tokenizers are only needed here)
+
+    tokenizer = load_bpe(os.fspath(directory), kind="byte-level")
+    for name in ("bos_id", "eos_id", "pad_id"):
+        if getattr(tokenizer, name) is None:
+            raise ValueError(f"load_hf_tokenizer: {directory!r}: vocab.json has no "
+                             f"{tokenizer.SPECIAL[name.removesuffix('_id')]} token")
+    return tokenizer
+
+
+def encode_documents(tokenizer, texts, max_len: int):
+    """``(ids, padding_mask)`` for a batch of documents as RoBERTa frames them: ``<s> text </s>``, then
+    ``<pad>`` up to the longest document; ``padding_mask`` (B, T) is True on real tokens (the model's
+    ``padding_mask``). A document longer than ``max_len`` tokens (the model's ``config.max_len``) is an
+    error naming it and its length: nothing is cut silently."""
+    if isinstance(texts, str):
+        raise TypeError("encode_documents: texts must be a list of str (one document each), got one str")
+    rows = []
+    for i, text in enumerate(texts):
+        ids = [tokenizer.bos_id, *tokenizer.encode(text), tokenizer.eos_id]
+        if len(ids) > max_len:
+            raise ValueError(f"encode_documents: document {i} is {len(ids)} tokens with <s> and </s>, longer "
+                             f"than max_len={max_len}; shorten it or split it")
+        rows.append(ids)
+    if not rows:
+        raise ValueError("encode_documents: no documents")
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), tokenizer.pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=bool)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+        mask[i, :len(r)] = True
+    return ids, mask

@@ -439,3 +439,47 @@ def test_load_hf_checkpoint_unexpected_key_and_no_weights(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="pickle"):
         load_hf_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------------- sample --hf: a GPT-1 directory end to end
+
+def write_hf_gpt1_directory(directory, seed=0):
+    """A tiny openai-gpt directory: GPT-1 tokenizer files learnt from a few lines, and a model whose
+    vocabulary is that tokenizer's (weights as save_pretrained writes them)."""
+    from models.tokenizers import train_bpe
+
+    text = "the king is dead . long live the king !\nthe queen is here , and the king is there .\n" * 3
+    tokenizer = train_bpe(text, vocab_size=60, kind="gpt1", out=directory)
+    model = tiny_model(seed, dtype=np.float32, vocab_size=tokenizer.vocab_size).eval()
+    write_hf_checkpoint(directory, model)
+    return tokenizer, model
+
+
+def test_sample_hf_runs_a_gpt1_directory_end_to_end(tmp_path, capsys):
+    from models.__main__ import main
+
+    tokenizer, model = write_hf_gpt1_directory(tmp_path)
+    argv = ["sample", "--hf", str(tmp_path), "--prompt", "The King", "--length", "7", "--seed", "3"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.strip()
+    prompt_ids = np.asarray(tokenizer.encode("The King"))
+    new_ids = model.generate(prompt_ids, 7, temperature=0.8, top_k=20, rng=np.random.default_rng(3))
+    assert printed == tokenizer.decode([*prompt_ids.tolist(), *new_ids.tolist()])
+    assert printed.startswith("the king")  # GPT-1's tokenizer lower-cases
+    assert main(argv) == 0 and capsys.readouterr().out.strip() == printed  # the seed fixes the text
+
+
+def test_sample_hf_errors(tmp_path, capsys):
+    from models.__main__ import main
+
+    tokenizer, _ = write_hf_gpt1_directory(tmp_path)
+    assert main(["sample", "--hf", str(tmp_path), "--prompt", "  \n "]) == 2
+    assert "no tokens" in capsys.readouterr().err
+    write_hf_checkpoint(tmp_path, tiny_model(dtype=np.float32, vocab_size=tokenizer.vocab_size + 1))
+    assert main(["sample", "--hf", str(tmp_path), "--prompt", "the king"]) == 2
+    assert "vocab.json has" in capsys.readouterr().err
+    (tmp_path / "merges.txt").unlink()
+    assert main(["sample", "--hf", str(tmp_path), "--prompt", "the king"]) == 2
+    assert "merges.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["sample", "--hf", str(tmp_path), "--ckpt", str(tmp_path)])

@@ -320,3 +320,46 @@ def test_load_hf_checkpoint_errors(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_hf_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------------- documents through RoBERTa's tokenizer
+
+def test_encode_documents_frames_pads_and_runs_through_a_loaded_checkpoint(tmp_path):
+    """A Longformer directory with RoBERTa-style tokenizer files: documents become <s> text </s> <pad>...,
+    the mask marks the real tokens, the loaded encoder reads them, and Hugging Face's RobertaTokenizer
+    (when installed) gives the same ids and mask."""
+    from models.longformer import encode_documents, load_hf_tokenizer
+    from models.tokenizers import train_bpe
+
+    text = "ROMEO: But, soft! what light through yonder window breaks?\nJULIET: Ay me!\n" * 4
+    train_bpe(text, vocab_size=300, kind="byte-level", out=tmp_path)
+    tokenizer = load_hf_tokenizer(tmp_path)
+    model = tiny_model(vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, max_len=40)
+    _write_hf(tmp_path, model)
+    docs = ["ROMEO: But, soft!", "JULIET: Ay me! what light"]
+    ids, mask = encode_documents(tokenizer, docs, max_len=model.config.max_len)
+    for row, m, doc in zip(ids, mask, docs):
+        real = row[m]
+        assert real[0] == tokenizer.bos_id and real[-1] == tokenizer.eos_id
+        assert tokenizer.decode(real[1:-1]) == doc and (row[~m] == tokenizer.pad_id).all()
+    loaded = load_hf_checkpoint(tmp_path)
+    out = loaded(ids, padding_mask=mask).numpy()
+    assert out.shape == (*ids.shape, model.config.d_model) and np.isfinite(out).all()
+    with pytest.raises(ValueError, match="document 0 is .* tokens .* longer than max_len=5"):
+        encode_documents(tokenizer, docs, max_len=5)
+    with pytest.raises(TypeError, match="list of str"):
+        encode_documents(tokenizer, "one document", max_len=40)
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.RobertaTokenizer.from_pretrained(str(tmp_path))(docs, padding=True)
+    np.testing.assert_array_equal(ids, theirs["input_ids"])
+    np.testing.assert_array_equal(mask, np.asarray(theirs["attention_mask"], dtype=bool))
+
+
+def test_load_hf_tokenizer_needs_the_special_tokens(tmp_path):
+    from models.longformer import load_hf_tokenizer
+    from models.tokenizers import train_bpe
+
+    train_bpe("a few words, and a few more", vocab_size=262, kind="byte-level", special_tokens=["<unk>"],
+              out=tmp_path)
+    with pytest.raises(ValueError, match="no <s> token"):
+        load_hf_tokenizer(tmp_path)

@@ -27,6 +27,8 @@ Vanilla (:func:`vanilla_bpc`)
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import contextlib
 import math
 import time
@@ -160,11 +162,32 @@ def vanilla_bpc(model, ids, *, context: int | None = None, windows_per_batch: in
     return _result(nats, count, "vanilla_bpc", len(ids))
 
 
-def evaluate_bpc(model, ids, batch_size: int, seq_len: int, max_batches: int | None = None) -> float:
+class TokenText(NamedTuple):
+    """A text as the ids of a tokenizer whose tokens spell several characters (BPE), with the characters
+    each id spells (:attr:`models.tokenizers.BPETextTokenizer.chars_per_id`): what bits per character
+    divides by. A character model's text is its plain ids."""
+
+    ids: np.ndarray
+    chars_per_id: np.ndarray
+
+    @property
+    def n_chars(self) -> int:
+        return int(self.chars_per_id[self.ids].sum())
+
+
+def ids_and_chars(text) -> tuple:
+    """``(ids, chars_per_id)`` of a :class:`TokenText`, ``(ids, None)`` of plain ids (one character each)."""
+    return (text.ids, text.chars_per_id) if isinstance(text, TokenText) else (text, None)
+
+
+def evaluate_bpc(model, ids, batch_size: int, seq_len: int, max_batches: int | None = None,
+                 chars_per_id=None) -> float:
     r"""Bits per character on ``ids`` over contiguous windows of ``seq_len``, each starting without
     context (GPT, the Longformer language model: any model with ``lm_loss``): the mean next-character
     cross-entropy in nats over every predicted position, divided by $\ln 2$. Dropout off, no graph,
     the model's mode restored. ``max_batches`` stops after that many batches (None: all of ``ids``).
+    With ``chars_per_id`` (a BPE model's tokens, :class:`TokenText`) the summed bits are divided by the
+    characters the predicted tokens spell instead of their number.
     Transformer-XL's figure is :func:`cached_bpc`, which carries the memory instead."""
     device = model_device(model)
     total_nats, count = 0.0, 0
@@ -174,7 +197,7 @@ def evaluate_bpc(model, ids, batch_size: int, seq_len: int, max_batches: int | N
                 break
             loss = model.lm_loss(to_device(x, device), to_device(y, device))
             total_nats += float(to_numpy(loss.data)) * y.size  # lm_loss is a mean: weight by its positions
-            count += y.size
+            count += y.size if chars_per_id is None else int(chars_per_id[y].sum())
     if count == 0:
         raise ValueError(f"evaluate_bpc: the text ({len(ids)} tokens) is too short for one batch of seq_len {seq_len}")
     return total_nats / count / LN2
@@ -193,6 +216,9 @@ def command(opts) -> int:
     model, tokenizer_dict, _, recipe = checkpoint.load_language_model(opts.ckpt, "evaluate")
     recipe.check_context(opts.context, model.config)
     model.to(device)
+    if tokenizer_dict.get("type") == "bpe":
+        raise ValueError(f"evaluate reads character checkpoints; {opts.ckpt} was trained on BPE tokens "
+                         "(train --tokenizer bpe), whose validation bpc is the last line of its training output")
     # The checkpoint's own tokenizer, as in training: a character only the held-out plays use
     # becomes the unknown symbol (train saves its tokenizer with unknown="replace").
     tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)

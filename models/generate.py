@@ -15,6 +15,7 @@ import minitensor as mt
 from minitensor.backend import to_device, to_numpy
 
 from .evaluate import eval_mode, model_device
+from .tokenizers.lm import BPETextTokenizer
 
 __all__ = ["check_sampling", "command", "generate_txl", "sample_from_logits"]
 
@@ -84,10 +85,17 @@ def command(opts) -> int:
     device = mt.backend.check_device(opts.device)
     model, tokenizer_dict, _, recipe = checkpoint.load_language_model(opts.ckpt, "sample")
     model.to(device)
-    # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
-    tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
     if not opts.prompt:
         raise ValueError("--prompt must not be empty")
+    if tokenizer_dict.get("type") == "bpe":  # byte-level BPE: lossless, --length counts tokens
+        tokenizer = BPETextTokenizer.from_dict(tokenizer_dict)
+        prompt_ids = tokenizer.encode(opts.prompt)
+        new_ids = recipe.generate(model, prompt_ids, opts.length, temperature=opts.temperature,
+                                  top_k=opts.top_k or None, rng=np.random.default_rng(opts.seed))
+        print(tokenizer.decode(np.concatenate([prompt_ids, new_ids])))  # a character may span two tokens
+        return 0
+    # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
+    tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
     prompt_ids = tokenizer.encode(opts.prompt)
     new_ids = recipe.generate(model, prompt_ids, opts.length, temperature=opts.temperature, top_k=opts.top_k or None,
                               rng=np.random.default_rng(opts.seed))

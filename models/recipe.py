@@ -18,9 +18,11 @@ what kind of model they hold. :func:`models.train.run` is the order in which a r
 from __future__ import annotations
 
 import os
+import time
 from typing import NamedTuple
 
 from . import data
+from .evaluate import TokenText
 
 __all__ = ["CharRecipe", "Kind", "Recipe", "final_scope"]
 
@@ -72,7 +74,8 @@ class Recipe:
         """The run's :class:`models.train.TrainConfig` fields when no option is given."""
         raise NotImplementedError
 
-    def tokenizer(self, corpus: data.Corpus):
+    def tokenizer(self, corpus: data.Corpus, opts):
+        """The vocabulary of a fresh run (``opts.tokenizer``, ``opts.vocab_size``: ``train --tokenizer``)."""
         raise NotImplementedError
 
     def configure(self, opts, preset: str, tokenizer, settings: dict, given: dict):
@@ -110,20 +113,36 @@ class CharRecipe(Recipe):
     char_lm = True
     bpc_unit = "batches"  # what --final-eval-batches counts
     bpc_how = ""  # how the final bpc is measured, when it is not the plain windows
+    bpe = False  # trains on byte-pair tokens with --tokenizer bpe
 
     def for_options(self, opts) -> Recipe:
         if opts.task is not None or opts.full_attention:
             raise ValueError("--task and --full-attention are for longformer only")
+        if getattr(opts, "tokenizer", None) == "bpe" and not self.bpe:
+            raise ValueError(f"--tokenizer bpe is for gpt only so far ({self.name} reads characters)")
         return self
 
-    def tokenizer(self, corpus: data.Corpus):
+    def tokenizer(self, corpus: data.Corpus, opts):
+        if getattr(opts, "tokenizer", None) == "bpe":
+            from .tokenizers.lm import BPETextTokenizer  # noqa: PLC0415  (only a BPE run needs it)
+
+            start = time.perf_counter()
+            tokenizer = BPETextTokenizer.train(corpus.train, opts.vocab_size)
+            print(f"byte-level BPE: {len(tokenizer.bpe.merges):,} merges learnt on the train split in "
+                  f"{time.perf_counter() - start:.1f} s, vocabulary {tokenizer.vocab_size:,}")
+            return tokenizer
         # The vocabulary is the training text's characters; "replace" maps any character only
         # the held-out plays use to the unknown symbol instead of failing.
         return data.CharTokenizer.from_text(corpus.train, unknown="replace")
 
     def prepare(self, corpus: data.Corpus, tokenizer, config) -> tuple:
-        splits = {"train": tokenizer.encode(corpus.train), "validation": tokenizer.encode(corpus.validation)}
-        return splits, f"train {len(splits['train']):,} chars, validation {len(splits['validation']):,} chars"
+        train, val = tokenizer.encode(corpus.train), tokenizer.encode(corpus.validation)
+        if not isinstance(tokenizer, data.CharTokenizer):  # BPE: bits per character divide by characters
+            val = TokenText(val, tokenizer.chars_per_id)
+            return {"train": train, "validation": val}, \
+                f"train {len(train):,} tokens ({len(corpus.train):,} chars), validation {len(val.ids):,} tokens " \
+                f"({val.n_chars:,} chars)"
+        return {"train": train, "validation": val}, f"train {len(train):,} chars, validation {len(val):,} chars"
 
     def final_bpc(self, model, ids, cfg) -> float:
         """Validation bpc after the run, over ``cfg.final_eval_batches`` batches (None: all)."""
@@ -132,10 +151,11 @@ class CharRecipe(Recipe):
     def report(self, model, splits, cfg, result, opts, preset, config, checkpoint_path):
         # The periodic measurements use the first --eval-batches batches (cheap, comparable across
         # steps); by default the final figure covers the WHOLE validation split (the held-out plays).
-        val_ids = splits["validation"]
-        bpc = self.final_bpc(model, val_ids, cfg)
+        val = splits["validation"]
+        bpc = self.final_bpc(model, val, cfg)
+        n_chars = val.n_chars if isinstance(val, TokenText) else len(val)
         print(f"step {result['step']}: final validation bpc {bpc:.4f}{self.bpc_how} on "
-              f"{final_scope(cfg, self.bpc_unit)} {len(val_ids):,} validation characters "
+              f"{final_scope(cfg, self.bpc_unit)} {n_chars:,} validation characters "
               f"(checkpoint in {checkpoint_path})")
         return None
 

@@ -305,7 +305,10 @@ def run(recipe, opts) -> int:
     for field in ("eval_batches", "final_eval_batches"):  # 0 on the command line: all of it
         if field in given:
             given[field] = given[field] or None
-    for flag, value in (("--dropout", opts.dropout), ("--init-std", opts.init_std)):
+    if (getattr(opts, "tokenizer", None) == "bpe") != (getattr(opts, "vocab_size", None) is not None):
+        raise ValueError("--tokenizer bpe and --vocab-size go together (the BPE's size in tokens)")
+    for flag, value in (("--dropout", opts.dropout), ("--init-std", opts.init_std),
+                        ("--tokenizer", getattr(opts, "tokenizer", None)), ("--vocab-size", getattr(opts, "vocab_size", None))):
         if opts.resume and value is not None:
             raise ValueError(f"{flag} is part of the model: a resumed run keeps the checkpoint's (leave it out)")
     if opts.resume:
@@ -317,7 +320,7 @@ def run(recipe, opts) -> int:
         corpus = data.load_shakespeare()
     else:
         corpus = data.load_shakespeare()
-        tokenizer = recipe.tokenizer(corpus)
+        tokenizer = recipe.tokenizer(corpus, opts)
         defaults = recipe.defaults(opts)
         settings = {**defaults, **given}
         config = recipe.configure(opts, preset, tokenizer, settings, given)

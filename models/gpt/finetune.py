@@ -330,6 +330,9 @@ def prepare(task: tasks.Task, init: str, cfg: FinetuneConfig, preset: str = "tin
         transformer = GPT(GPTConfig.preset(preset, tokenizer.vocab_size), rng=rng)
     else:
         transformer, tokenizer_dict, _ = checkpoint.load_checkpoint(init, expected_model="gpt")
+        if tokenizer_dict.get("type") == "bpe":
+            raise ValueError(f"--init {init}: fine-tuning reads characters, and this checkpoint was trained on "
+                             "BPE tokens (train --tokenizer bpe); that is not supported yet")
         tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
         transformer.set_rng_state(np.random.default_rng(cfg.seed).bit_generator.state)  # a fresh dropout stream
     encoder = TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)

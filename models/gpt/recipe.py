@@ -11,8 +11,9 @@ import numpy as np
 from minitensor.backend import to_device
 
 from .. import data
-from ..evaluate import evaluate_bpc, vanilla_bpc
+from ..evaluate import evaluate_bpc, ids_and_chars, vanilla_bpc
 from ..recipe import CharRecipe, Kind
+from ..tokenizers.lm import LMTokenizer
 from .model import GPT, GPTConfig
 
 __all__ = ["DEFAULTS", "MODEL", "RECIPE", "GPTRecipe", "RandomWindows"]
@@ -37,8 +38,9 @@ class RandomWindows:
     def restore(self, state, meta) -> None:
         self.rng.bit_generator.state = meta["batch_rng_state"]
 
-    def validate(self, model, val_ids, max_batches) -> dict:
-        return {"val_bpc": evaluate_bpc(model, val_ids, self.cfg.batch_size, self.cfg.seq_len, max_batches)}
+    def validate(self, model, val_text, max_batches) -> dict:
+        ids, chars = ids_and_chars(val_text)  # BPE: bits over the characters the tokens spell
+        return {"val_bpc": evaluate_bpc(model, ids, self.cfg.batch_size, self.cfg.seq_len, max_batches, chars)}
 
 
 #: ``train gpt``'s settings (:class:`models.train.TrainConfig`'s fields) when no option is given, found by
@@ -65,7 +67,8 @@ def step_shape(model, seq_len):
 
 class GPTRecipe(CharRecipe):
     name = "gpt"
-    kinds = {"gpt": Kind(GPT, GPTConfig, data.CharTokenizer, RandomWindows, step_shape)}
+    kinds = {"gpt": Kind(GPT, GPTConfig, LMTokenizer, RandomWindows, step_shape)}
+    bpe = True  # --tokenizer bpe
 
     def for_options(self, opts):
         super().for_options(opts)
@@ -90,8 +93,9 @@ class GPTRecipe(CharRecipe):
     def describe(self, opts, preset, config, kind):
         return f"GPT {preset}"
 
-    def final_bpc(self, model, ids, cfg):
-        return evaluate_bpc(model, ids, cfg.batch_size, cfg.seq_len, cfg.final_eval_batches)
+    def final_bpc(self, model, val_text, cfg):
+        ids, chars = ids_and_chars(val_text)
+        return evaluate_bpc(model, ids, cfg.batch_size, cfg.seq_len, cfg.final_eval_batches, chars)
 
 
     def generate(self, model, prompt_ids, length, *, temperature, top_k, rng):

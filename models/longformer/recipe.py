@@ -200,7 +200,7 @@ class _TaskRecipe(Recipe):
     def defaults(self, opts):
         return DEFAULTS[self.task]
 
-    def tokenizer(self, corpus):
+    def tokenizer(self, corpus, opts):
         return longdoc.LongdocTokenizer.from_corpus(corpus)
 
     def model_overrides(self, opts, settings) -> dict:

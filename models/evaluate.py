@@ -27,12 +27,11 @@ Vanilla (:func:`vanilla_bpc`)
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import contextlib
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,6 +39,7 @@ import minitensor as mt
 from minitensor.backend import get_array_module, to_device, to_numpy
 
 from . import data
+from .tokenizers.lm import BPETextTokenizer
 
 LN2 = math.log(2.0)
 
@@ -218,8 +218,6 @@ def command(opts) -> int:
     model.to(device)
     bpe = tokenizer_dict.get("type") == "bpe"
     if bpe:  # byte-level BPE (train gpt --tokenizer bpe): bits over the characters the tokens spell
-        from .tokenizers.lm import BPETextTokenizer  # noqa: PLC0415  (the recipes import this module)
-
         tokenizer = BPETextTokenizer.from_dict(tokenizer_dict)
     else:
         # The checkpoint's own tokenizer, as in training: a character only the held-out plays use

@@ -87,19 +87,15 @@ def command(opts) -> int:
     model.to(device)
     if not opts.prompt:
         raise ValueError("--prompt must not be empty")
-    if tokenizer_dict.get("type") == "bpe":  # byte-level BPE: lossless, --length counts tokens
-        tokenizer = BPETextTokenizer.from_dict(tokenizer_dict)
-        prompt_ids = tokenizer.encode(opts.prompt)
-        new_ids = recipe.generate(model, prompt_ids, opts.length, temperature=opts.temperature,
-                                  top_k=opts.top_k or None, rng=np.random.default_rng(opts.seed))
-        print(tokenizer.decode(np.concatenate([prompt_ids, new_ids])))  # a character may span two tokens
-        return 0
+    bpe = tokenizer_dict.get("type") == "bpe"  # byte-level BPE: lossless, --length counts tokens
     # Sampling must not silently change the prompt: a character outside the vocabulary is an error.
-    tokenizer = data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
+    tokenizer = BPETextTokenizer.from_dict(tokenizer_dict) if bpe else \
+        data.CharTokenizer.from_dict({**tokenizer_dict, "unknown": "error"})
     prompt_ids = tokenizer.encode(opts.prompt)
     new_ids = recipe.generate(model, prompt_ids, opts.length, temperature=opts.temperature, top_k=opts.top_k or None,
                               rng=np.random.default_rng(opts.seed))
-    print(opts.prompt + tokenizer.decode(new_ids))
+    # a BPE token may end inside a character: decode the prompt and the new tokens together
+    print(tokenizer.decode(np.concatenate([prompt_ids, new_ids])) if bpe else opts.prompt + tokenizer.decode(new_ids))
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from . import data
 from .evaluate import TokenText
+from .tokenizers.lm import BPETextTokenizer
 
 __all__ = ["CharRecipe", "Kind", "Recipe", "final_scope"]
 
@@ -51,6 +52,7 @@ class Recipe:
     name = ""  # python -m models train NAME
     kinds: dict = {}  # checkpoint kind -> Kind
     char_lm = False  # a character language model: `sample` and `evaluate` handle its checkpoints
+    bpe = False  # trains on byte-pair tokens with --tokenizer bpe (train gpt)
 
     def for_options(self, opts) -> Recipe:
         """The recipe that trains what ``opts`` asks for (the Longformer's: its task's); refuses the
@@ -113,19 +115,14 @@ class CharRecipe(Recipe):
     char_lm = True
     bpc_unit = "batches"  # what --final-eval-batches counts
     bpc_how = ""  # how the final bpc is measured, when it is not the plain windows
-    bpe = False  # trains on byte-pair tokens with --tokenizer bpe
 
     def for_options(self, opts) -> Recipe:
         if opts.task is not None or opts.full_attention:
             raise ValueError("--task and --full-attention are for longformer only")
-        if getattr(opts, "tokenizer", None) == "bpe" and not self.bpe:
-            raise ValueError(f"--tokenizer bpe is for gpt only so far ({self.name} reads characters)")
         return self
 
     def tokenizer(self, corpus: data.Corpus, opts):
         if getattr(opts, "tokenizer", None) == "bpe":
-            from .tokenizers.lm import BPETextTokenizer  # noqa: PLC0415  (only a BPE run needs it)
-
             start = time.perf_counter()
             tokenizer = BPETextTokenizer.train(corpus.train, opts.vocab_size)
             print(f"byte-level BPE: {len(tokenizer.bpe.merges):,} merges learnt on the train split in "

@@ -316,8 +316,7 @@ def matmuls(products):
         if bias is not None and bias.shape != (n,):
             raise ValueError(f"matmul: bias must have shape ({n},), one per output column, got {bias.shape}")
         count = math.prod(batch)
-        parts = threads  # pieces per product: as matmul cuts it alone, so that the numbers are its numbers
-        small = count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * parts)
+        small = count * m * k * n < MATMUL_MIN_MACS or (count == 1 and max(m, n) < MIN_ROWS * threads)
         if threads == 1 or small:
             # a small stack still runs on one BLAS thread: see single_threaded_blas
             with single_threaded_blas() if count > 1 else contextlib.nullcontext():
@@ -328,7 +327,7 @@ def matmuls(products):
             continue
         out = buffers.empty(batch + (m, n), np.result_type(a, b))
         outs.append(out)
-        pieces += _pieces(a, b, bias, out, batch, parts)
+        pieces += _pieces(a, b, bias, out, batch, threads)  # cut as matmul alone cuts it: the same numbers
     if pieces:
         def product(i):
             a, b, bias, out = pieces[i]

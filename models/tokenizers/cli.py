@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-KINDS = ("byte-level", "gpt1")
+from .train import KINDS
 
 
 def add_parser(sub, integer) -> None:

@@ -14,7 +14,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cli import assert_one_line_error, cli
@@ -411,6 +411,7 @@ def _old_enough(ch):
 @given(st.text(st.characters(exclude_categories=("Cs", "Cn")).filter(_old_enough), max_size=40))
 def test_gpt1_agrees_with_hugging_face_on_any_text(hf, text):
     ours, theirs = hf["gpt1"]
+    assume(not any(special in text for special in theirs.all_special_tokens))  # as for byte-level, below
     assert ours.encode(text) == theirs.encode(text, add_special_tokens=False)
 
 
@@ -418,6 +419,8 @@ def test_gpt1_agrees_with_hugging_face_on_any_text(hf, text):
 @given(unicode_text)
 def test_byte_level_agrees_with_hugging_face_on_any_text(hf, text):
     ours, theirs = hf["byte-level"]
+    # Hugging Face finds special tokens typed in the text ("<pad>"); ours reads all input as text (by design)
+    assume(not any(special in text for special in theirs.all_special_tokens))
     assert ours.encode(text) == theirs.encode(text, add_special_tokens=False)
 
 

@@ -109,5 +109,7 @@ def test_what_a_bpe_run_refuses(bpe_run, tmp_path):
     assert_one_line_error(cli("train", "gpt", "--vocab-size", "400", "--out", str(tmp_path / "b")), "--tokenizer bpe")
     assert_one_line_error(cli("train", "txl", "--tokenizer", "bpe", "--vocab-size", "400", "--out", str(tmp_path / "c")),
                           "gpt only")
+    assert_one_line_error(cli("train", "longformer", "--task", "genre", "--tokenizer", "bpe", "--vocab-size", "400",
+                              "--out", str(tmp_path / "d")), "gpt only")
     assert_one_line_error(cli("train", "gpt", "--resume", "--tokenizer", "bpe", "--vocab-size", "400", "--out", str(out)),
                           "--tokenizer is part of the model")

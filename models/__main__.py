@@ -96,10 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_int(1), help=f"optimisation steps, the length of the LR schedule (default: {d['steps']})")
     t.add_argument("--batch-size", type=_int(1), help=f"sequences per step (default: {d['batch_size']})")
     t.add_argument("--seq-len", type=_int(1),
-                   help=f"characters per sequence: gpt at most its context (default: {d['seq_len']}, capped at n_ctx); "
+                   help=f"tokens (characters, or BPE tokens) per sequence: gpt at most its context (default: {d['seq_len']}, capped at n_ctx); "
                         "txl the segment length tgt_len (default: the preset's, 64 for tiny)")
     t.add_argument("--tokenizer", choices=["char", "bpe"],
-                   help="gpt only: characters (default) or byte-level BPE tokens learnt on the train split "
+                   help="gpt and txl: characters (default) or byte-level BPE tokens learnt on the train split "
                         "(with --vocab-size); bits per character stay total bits over characters")
     t.add_argument("--vocab-size", type=_int(261),
                    help="with --tokenizer bpe: tokens in all (256 bytes + 4 special + merges)")

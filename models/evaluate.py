@@ -84,18 +84,21 @@ def eval_mode(model):
         model.train(was_training)
 
 
-def _result(nats: float, count: int, where: str, n_ids: int) -> EvalResult:
+def _result(nats: float, count: int, where: str, n_ids: int, chars: int | None = None) -> EvalResult:
+    """``chars``: the characters the ``count`` predicted tokens spell (BPE), when not one each."""
     if count == 0:
         raise ValueError(f"{where}: the text ({n_ids} tokens) has nothing to predict")
-    return EvalResult(bpc=nats / count / LN2, n_predicted=count, nats=nats)
+    return EvalResult(bpc=nats / (count if chars is None else chars) / LN2, n_predicted=count, nats=nats)
 
 
 def cached_bpc(model, ids, *, batch_size: int = 1, seg_len: int | None = None,
-               max_segments: int | None = None) -> EvalResult:
+               max_segments: int | None = None, chars_per_id=None) -> EvalResult:
     """Transformer-XL bpc over ``ids`` with memory carried across segments (see the module docstring).
 
     ``seg_len`` defaults to the model's ``tgt_len``; the memory length is the model's ``mem_len``.
     ``max_segments`` stops after that many segments (a cheap partial figure during training).
+    With ``chars_per_id`` (a BPE model's tokens, :class:`TokenText`) the summed bits are divided by the
+    characters the predicted tokens spell; ``n_predicted`` still counts tokens.
     """
     ids = data.check_ids(ids, "cached_bpc")
     seg_len = model.config.tgt_len if seg_len is None else seg_len
@@ -105,7 +108,7 @@ def cached_bpc(model, ids, *, batch_size: int = 1, seg_len: int | None = None,
         raise ValueError(f"cached_bpc: the text ({len(ids)} tokens) is too short for {batch_size} slices")
     rows = ids.astype(np.int64)[np.arange(batch_size)[:, None] * n + np.arange(n + 1)]  # (B, n+1)
     device = model_device(model)
-    nats, count, mems = 0.0, 0, None
+    nats, count, chars, mems = 0.0, 0, 0, None
     with eval_mode(model):
         for i, a in enumerate(range(0, n, seg_len)):
             if max_segments is not None and i >= max_segments:
@@ -115,7 +118,8 @@ def cached_bpc(model, ids, *, batch_size: int = 1, seg_len: int | None = None,
             logits, mems = model.forward(to_device(x, device), mems)  # memory carried, already detached
             nats += _sum_nats(logits.data, to_device(y, device))
             count += y.size
-    return _result(nats, count, "cached_bpc", len(ids))
+            chars += y.size if chars_per_id is None else int(chars_per_id[y].sum())
+    return _result(nats, count, "cached_bpc", len(ids), chars)
 
 
 def vanilla_windows(n_ids: int, context: int) -> tuple:

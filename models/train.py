@@ -306,7 +306,7 @@ def run(recipe, opts) -> int:
         if field in given:
             given[field] = given[field] or None
     if getattr(opts, "tokenizer", None) == "bpe" and not recipe.bpe:
-        raise ValueError(f"--tokenizer bpe is for gpt only so far ({recipe.name} reads characters)")
+        raise ValueError(f"--tokenizer bpe is for the language models gpt and txl ({recipe.name} reads characters)")
     if (getattr(opts, "tokenizer", None) == "bpe") != (getattr(opts, "vocab_size", None) is not None):
         raise ValueError("--tokenizer bpe and --vocab-size go together (the BPE's size in tokens)")
     for flag, value in (("--dropout", opts.dropout), ("--init-std", opts.init_std),

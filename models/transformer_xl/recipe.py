@@ -18,9 +18,10 @@ from __future__ import annotations
 from minitensor.backend import to_device
 
 from .. import data
-from ..evaluate import cached_bpc
+from ..evaluate import cached_bpc, ids_and_chars
 from ..generate import generate_txl
 from ..recipe import CharRecipe, Kind
+from ..tokenizers.lm import LMTokenizer
 from .model import TransformerXL, TransformerXLConfig
 
 __all__ = ["DEFAULTS", "MODEL", "RECIPE", "Recurrence", "TransformerXLRecipe", "saved_mems"]
@@ -57,11 +58,12 @@ class Recurrence:
         mems = saved_mems(state)
         self.mems = None if mems is None else [to_device(m, self.device) for m in mems]
 
-    def validate(self, model, val_ids, max_batches) -> dict:
+    def validate(self, model, val_text, max_batches) -> dict:
         """Cached evaluation: ``batch_size`` contiguous slices read in segments of ``seq_len`` with the
-        memory carried; ``max_batches`` counts segments."""
-        return {"val_bpc": cached_bpc(model, val_ids, batch_size=self.cfg.batch_size, seg_len=self.cfg.seq_len,
-                                      max_segments=max_batches).bpc}
+        memory carried; ``max_batches`` counts segments. BPE: bits over the characters the tokens spell."""
+        ids, chars = ids_and_chars(val_text)
+        return {"val_bpc": cached_bpc(model, ids, batch_size=self.cfg.batch_size, seg_len=self.cfg.seq_len,
+                                      max_segments=max_batches, chars_per_id=chars).bpc}
 
 
 #: ``train txl``'s settings when no option is given (GPT's, at the tiny preset's segment length 64:
@@ -84,7 +86,8 @@ def step_shape(model, seq_len):
 
 class TransformerXLRecipe(CharRecipe):
     name = "txl"
-    kinds = {"txl": Kind(TransformerXL, TransformerXLConfig, data.CharTokenizer, Recurrence, step_shape)}
+    kinds = {"txl": Kind(TransformerXL, TransformerXLConfig, LMTokenizer, Recurrence, step_shape)}
+    bpe = True  # --tokenizer bpe
     bpc_unit = "segments"
     bpc_how = " (cached evaluation)"
 
@@ -114,10 +117,11 @@ class TransformerXLRecipe(CharRecipe):
         ablation = ", absolute positions" if config.positions == "absolute" else ""
         return f"Transformer-XL (segment {config.tgt_len}, memory {config.mem_len}{ablation}) {preset}"
 
-    def final_bpc(self, model, ids, cfg):
+    def final_bpc(self, model, val_text, cfg):
         # cached evaluation: cfg.batch_size contiguous slices carrying memory
+        ids, chars = ids_and_chars(val_text)
         return cached_bpc(model, ids, batch_size=cfg.batch_size, seg_len=cfg.seq_len,
-                          max_segments=cfg.final_eval_batches).bpc
+                          max_segments=cfg.final_eval_batches, chars_per_id=chars).bpc
 
 
     def generate(self, model, prompt_ids, length, *, temperature, top_k, rng):

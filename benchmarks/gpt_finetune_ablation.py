@@ -26,7 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = ("genre", "follows", "same-speaker", "next-speech")
+TASKS = ("genre", "follows", "same-speaker", "next-speech", "corrupted", "continues", "same-speech", "next-words")
+DEFAULT_TASKS = TASKS[:4]
 
 
 SETTINGS = ("pretrained-0.5", "pretrained-0", "none")  # --settings: the rows, in the table's order
@@ -68,7 +69,8 @@ def main():
     parser.add_argument("--per-play", type=int, default=64, help="examples per play and task")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="BLAS threads in all")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                        help=f"comma-separated tasks of {', '.join(TASKS)} (default: {', '.join(DEFAULT_TASKS)})")
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"comma-separated subset of the rows: {', '.join(SETTINGS)}")
     parser.add_argument("--out", default=os.path.join("runs", "ablation"))

@@ -26,6 +26,10 @@ import sys
 
 from .tokenizers import cli as tokenizer_cli
 
+#: The corpus tasks, as models.gpt.tasks.TASKS names them (repeated so that --help imports no model code;
+#: tests/models/test_cli.py checks the two agree).
+TASK_NAMES = ["genre", "follows", "same-speaker", "next-speech", "corrupted", "continues", "same-speech", "next-words"]
+
 
 def _int(low):
     """An argparse type: an integer >= ``low`` (the message names the flag: argparse adds it)."""
@@ -179,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to --out.")
     f.add_argument("model", help="which model: gpt")
     which = f.add_mutually_exclusive_group(required=True)
-    which.add_argument("--task", help="genre, follows, same-speaker or next-speech (built from the corpus)")
+    which.add_argument("--task", choices=TASK_NAMES, help="a task built from the corpus (python -m models task NAME "
+                                                          "shows its examples; models/gpt/tasks.py defines them)")
     which.add_argument("--task-file", help="a task JSON file (python -m models task NAME --out FILE writes one)")
     f.add_argument("--init", required=True,
                    help="the pretrained checkpoint (a train --out directory), or 'none' for no pretraining "
@@ -200,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("task", help="build a corpus task, write it as JSON and/or show examples",
                        description="Build one of the fine-tuning tasks from the corpus (deterministic, split "
                                    "by play) and write it as a task file or print some examples.")
-    k.add_argument("name", help="genre, follows, same-speaker or next-speech")
+    k.add_argument("name", choices=TASK_NAMES, help="which task")
     k.add_argument("--out", default=None, help="write the task to this JSON file")
     k.add_argument("--show", type=_int(0), default=3, help="print this many training examples (default: 3)")
     k.add_argument("--per-play", type=_int(1), default=None, help="examples per play (default: 64)")

@@ -78,7 +78,8 @@ FIELDS = {
     "multiple_choice": {"context": str, "choices": list, "label": int},
 }
 TASKS = {"genre": "classification", "follows": "entailment", "same-speaker": "similarity",
-         "next-speech": "multiple_choice"}
+         "next-speech": "multiple_choice", "corrupted": "classification", "continues": "entailment",
+         "same-speech": "similarity", "next-words": "multiple_choice"}
 
 #: Characters of text per example. Two pieces of PAIR_CHARS plus three special tokens fit the
 #: tiny preset's 128-token context (2 * 60 + 3 = 123), and one piece of SINGLE_CHARS too.
@@ -234,9 +235,89 @@ def _next_speech(play, genre, items, rng, n):
     return out
 
 
-_BUILDERS = {"genre": _genre, "follows": _follows, "same-speaker": _same_speaker, "next-speech": _next_speech}
+# ----------------------------------------------------------------- the continuation tasks
+
+CORRUPT_P = 0.15  # probability that ``corrupted`` replaces a lowercase letter
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _halves(items):
+    """``(index, first, second)`` for each speech long enough to give two pieces: its first ``PAIR_CHARS``
+    characters and the ``PAIR_CHARS`` that follow them (each cut at a word boundary, as :func:`opening`)."""
+    out = []
+    for i, s in enumerate(items):
+        first = opening(s.text, PAIR_CHARS)
+        rest = s.text[len(first):].lstrip()
+        if len(first) >= MIN_CHARS and len(rest) >= MIN_CHARS:
+            out.append((i, first, opening(rest, PAIR_CHARS)))
+    return out
+
+
+def _continues(play, genre, items, rng, n):
+    halves = _halves(items)
+    if len(halves) < 2:
+        return []
+    out = []
+    for j, k in enumerate(rng.choice(len(halves), size=min(n, len(halves)), replace=False)):
+        positive = j % 2 == 0
+        other = k if positive else int(rng.choice([m for m in range(len(halves)) if m != k]))
+        out.append({"premise": halves[k][1], "hypothesis": halves[other][2], "label": "yes" if positive else "no"})
+    return out
+
+
+def _same_speech(play, genre, items, rng, n):
+    halves = _halves(items)
+    if len(halves) < 2:
+        return []
+    out = []
+    for j, k in enumerate(rng.choice(len(halves), size=min(n, len(halves)), replace=False)):
+        same = j % 2 == 0
+        other = k if same else int(rng.choice([m for m in range(len(halves)) if m != k]))
+        out.append({"text_a": halves[k][1], "text_b": halves[other][2], "label": "same" if same else "different"})
+    return out
+
+
+def _next_words(play, genre, items, rng, n):
+    halves = _halves(items)
+    if len(halves) < N_CHOICES:
+        return []
+    out = []
+    for k in rng.choice(len(halves), size=min(n, len(halves)), replace=False):
+        others = rng.choice([m for m in range(len(halves)) if m != k], size=N_CHOICES - 1, replace=False)
+        candidates = [int(k), *(int(m) for m in others)]
+        order = rng.permutation(N_CHOICES)
+        out.append({"context": halves[k][1], "choices": [halves[candidates[c]][2] for c in order],
+                    "label": int(np.flatnonzero(order == 0)[0])})
+    return out
+
+
+def _corrupt(text, rng):
+    """``text`` with ``CORRUPT_P`` of its lowercase ASCII letters (at least one) each replaced by another letter."""
+    chars = list(text)
+    where = [k for k, ch in enumerate(chars) if ch in _LOWER]
+    for k in rng.choice(where, size=max(1, round(CORRUPT_P * len(where))), replace=False):
+        chars[k] = _LOWER[(_LOWER.index(chars[k]) + 1 + rng.integers(25)) % 26]  # never the letter itself
+    return "".join(chars)
+
+
+def _corrupted(play, genre, items, rng, n):
+    usable = _usable(items)
+    out = []
+    for j, i in enumerate(rng.choice(usable, size=min(n, len(usable)), replace=False)):
+        text = opening(items[i].text, SINGLE_CHARS)
+        real = j % 2 == 0
+        if not real:
+            text = _corrupt(text, rng)
+        out.append({"text": text, "label": "real" if real else "corrupted"})
+    return out
+
+
+_BUILDERS = {"genre": _genre, "follows": _follows, "same-speaker": _same_speaker, "next-speech": _next_speech,
+             "corrupted": _corrupted, "continues": _continues, "same-speech": _same_speech,
+             "next-words": _next_words}
 _LABELS = {"genre": list(GENRES), "follows": ["no", "yes"], "same-speaker": ["different", "same"],
-           "next-speech": []}
+           "next-speech": [], "corrupted": ["corrupted", "real"], "continues": ["no", "yes"],
+           "same-speech": ["different", "same"], "next-words": []}
 
 
 def build_task(name: str, corpus: data.Corpus | None = None, per_play: int = PER_PLAY) -> Task:

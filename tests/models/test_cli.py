@@ -104,6 +104,15 @@ def test_help_lists_the_options():
 
 # ----------------------------------------------------------------- fine-tuning
 
+def test_finetune_and_task_help_list_the_corpus_tasks():
+    from models.__main__ import TASK_NAMES
+    from models.gpt import tasks
+
+    assert TASK_NAMES == list(tasks.TASKS)
+    for command in (("finetune", "--help"), ("task", "--help")):
+        proc = cli(*command)
+        assert proc.returncode == 0 and "{" + ",".join(TASK_NAMES) + "}" in proc.stdout.replace("\n", "").replace(" ", "")
+
 def _task_file(tmp_path, train, test, name="t.json"):
     path = tmp_path / name
     path.write_text(json.dumps({"name": "toy", "format": "classification", "labels": ["no", "yes"],
@@ -171,7 +180,7 @@ def test_finetune_errors_are_one_line(trained, tmp_path):
     assert_one_line_error(cli("finetune", "gpt", "--task-file", str(odd), "--init", str(run)),
                           "example 0", "not in the vocabulary")
     assert_one_line_error(cli("finetune", "gpt", "--task", "genre", "--init", str(tmp_path / "nope")), "no checkpoint")
-    assert_one_line_error(cli("finetune", "gpt", "--task", "sentiment", "--init", "none"), "unknown task 'sentiment'")
+    assert_one_line_error(cli("finetune", "gpt", "--task", "sentiment", "--init", "none"), "invalid choice: 'sentiment'")
     assert_one_line_error(cli("finetune", "gpt", "--task-file", str(tmp_path / "missing.json"), "--init", "none"),
                           "does not exist")
     long = _task_file(tmp_path, [{"text": "a" * 200, "label": "no"}], [], "long.json")

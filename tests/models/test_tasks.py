@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from models import data
 from models.gpt import tasks
 
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+
 PLAY = """ACT I
 
 SCENE I. A hall.
@@ -135,6 +137,47 @@ def test_same_speaker_pairs_have_the_speakers_their_label_says(corpus, built):
                 assert a & b
             elif len(a) == len(b) == 1:  # an opening said by one speaker only: the pair must differ
                 assert a != b
+
+
+def _continuations(corpus, split):
+    """first piece -> the piece that follows it in its speech (the continuation tasks' positives)."""
+    return {first: second for items in _speech_index(corpus, split) for _, first, second in tasks._halves(items)}
+
+
+def test_continues_and_same_speech_positives_are_the_next_piece_of_one_speech(corpus, built):
+    for name, (a, b, yes) in {"continues": ("premise", "hypothesis", "yes"),
+                              "same-speech": ("text_a", "text_b", "same")}.items():
+        for split, examples in built[name].splits.items():
+            follows = _continuations(corpus, split)
+            seconds = set(follows.values())
+            assert Counter(ex["label"] for ex in examples)[yes] == len(examples) // 2
+            for ex in examples:
+                assert ex[b] in seconds  # every hypothesis is a second piece: no "starts a speech" cue
+                assert (follows[ex[a]] == ex[b]) == (ex["label"] == yes), name
+
+
+def test_next_words_label_points_at_the_true_continuation(corpus, built):
+    for split, examples in built["next-words"].splits.items():
+        follows = _continuations(corpus, split)
+        for ex in examples:
+            assert len(ex["choices"]) == tasks.N_CHOICES and len(set(ex["choices"])) == tasks.N_CHOICES
+            assert ex["choices"][ex["label"]] == follows[ex["context"]]
+        assert len({ex["label"] for ex in examples}) > 1
+
+
+def test_corrupted_changes_lowercase_letters_only_and_half_the_examples(corpus, built):
+    for split, examples in built["corrupted"].splits.items():
+        openings = {tasks.opening(s.text, tasks.SINGLE_CHARS) for items in _speech_index(corpus, split) for s in items}
+        assert Counter(ex["label"] for ex in examples) == {"real": len(examples) // 2, "corrupted": len(examples) // 2}
+        for ex in examples:
+            if ex["label"] == "real":
+                assert ex["text"] in openings
+            else:  # an opening of the same length, CORRUPT_P of its lowercase letters (at least one) changed
+                changed = [sum(x != y for x, y in zip(o, ex["text"])) for o in openings if len(o) == len(ex["text"])
+                           and all(x == y or (x in LOWER and y in LOWER) for x, y in zip(o, ex["text"]))]
+                assert changed and min(changed) >= 1
+                lower = sum(ch in LOWER for ch in ex["text"])
+                assert min(changed) == max(1, round(tasks.CORRUPT_P * lower))
 
 
 def test_unknown_task_and_bad_per_play(corpus):

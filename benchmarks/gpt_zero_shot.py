@@ -83,6 +83,8 @@ def main(argv=None):
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated tasks of {', '.join(tasks.TASKS)}")
     p.add_argument("--per-play", type=int, default=tasks.PER_PLAY, help="examples per play and task")
     p.add_argument("--work", default=os.path.join(ROOT, "runs", "zero-shot"), help="the run and its snapshots")
+    p.add_argument("--reuse", action="store_true",
+                   help="use the snapshots an earlier run left in --work instead of training again")
     args = p.parse_args(argv)
     at = sorted(int(s) for s in args.at.split(","))
     names = args.tasks.split(",")
@@ -90,8 +92,15 @@ def main(argv=None):
     if unknown or not at or at[0] < 1:
         p.error(f"--tasks must name tasks of {', '.join(tasks.TASKS)} (unknown: {unknown}); --at steps >= 1")
     built = {name: tasks.build_task(name, per_play=args.per_play) for name in names}
-    print(f"training the main run in {len(at)} pieces into {args.work}")
-    files = snapshots(args.work, at, [])
+    if args.reuse:
+        files = {step: os.path.join(args.work, f"step{step}.npz") for step in at}
+        missing = [f for f in files.values() if not os.path.exists(f)]
+        if missing:
+            p.error(f"--reuse: no snapshot {missing[0]} (run once without --reuse)")
+        print(f"reusing the snapshots in {args.work}")
+    else:
+        print(f"training the main run in {len(at)} pieces into {args.work}")
+        files = snapshots(args.work, at, [])
     rows = []
     for step in [0, *at]:
         model, tokenizer_dict, meta = checkpoint.load_checkpoint(files[at[0]])

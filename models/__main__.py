@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the pretrained checkpoint (a train --out directory), or 'none' for no pretraining "
                         "(random weights of --preset, the corpus' vocabulary)")
     f.add_argument("--preset", default="tiny", help="model size with --init none (default: tiny)")
+    f.add_argument("--layers", type=_int(0), default=None,
+                   help="with a checkpoint: transfer the embeddings and the first K blocks only, the later blocks "
+                        "freshly initialised (default: all; the source's Figure 2, left)")
     f.add_argument("--lm-coef", type=_float(0, strict=False), default=0.5, help="lambda, the weight of L_1 in L_3 (default: 0.5)")
     f.add_argument("--epochs", type=_int(1), default=3, help="passes over the training examples (default: 3)")
     f.add_argument("--batch-size", type=_int(1), default=16, help="examples per step (default: 16)")

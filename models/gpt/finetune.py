@@ -324,22 +324,33 @@ def finetune(model: GPTForTasks, train: EncodedSplit, evals: dict, cfg: Finetune
     return result
 
 
-def prepare(task: tasks.Task, init: str, cfg: FinetuneConfig, preset: str = "tiny") -> tuple:
+def prepare(task: tasks.Task, init: str, cfg: FinetuneConfig, preset: str = "tiny", layers: int | None = None) -> tuple:
     """Everything a fine-tuning run needs: ``(model, splits, tokenizer)``.
 
     ``init`` is a pretraining checkpoint (a ``train --out`` directory or its file) or ``"none"``
     for random weights of ``preset`` with the corpus' vocabulary (the "no pretraining" row of
-    the ablation). ``splits`` holds the task's encoded splits plus ``"held-out"``, validation
-    and test together (the six plays the language model never saw).
+    the ablation). ``layers`` = k (with a checkpoint) transfers the embeddings and the first k
+    blocks only; the later blocks get fresh weights, the ones ``init="none"`` would give them (the
+    source's Figure 2, left). ``splits`` holds the task's encoded splits plus ``"held-out"``,
+    validation and test together (the six plays the language model never saw).
     """
     rng = np.random.default_rng(cfg.seed)
     if init == "none":
+        if layers is not None:
+            raise ValueError("--layers chooses how many pretrained blocks to keep; with --init none there are none")
         tokenizer = data.CharTokenizer.from_text(data.load_shakespeare().train, unknown="replace")
         transformer = GPT(GPTConfig.preset(preset, tokenizer.vocab_size), rng=rng)
     else:
         transformer, tokenizer_dict, _ = checkpoint.load_checkpoint(init, expected_model="gpt")
         tokenizer = lm_tokenizer_from_dict(tokenizer_dict)  # the task text is read as pretraining read text
         transformer.set_rng_state(np.random.default_rng(cfg.seed).bit_generator.state)  # a fresh dropout stream
+        if layers is not None:
+            n_layer = transformer.config.n_layer
+            if not 0 <= layers <= n_layer:
+                raise ValueError(f"--layers {layers}: the checkpoint has {n_layer} blocks (0 to {n_layer})")
+            fresh = GPT(transformer.config, rng=np.random.default_rng(cfg.seed), dtype=transformer.tokens_embed.weight.dtype)
+            for i in range(layers, n_layer):
+                transformer.h[i].load_state_dict(fresh.h[i].state_dict())
     encoder = TaskEncoder(tokenizer, task.format, transformer.config.n_ctx)
     splits = {name: encoder.encode(examples, task.labels, f"task {task.name!r}, split {name!r}")
               for name, examples in task.splits.items() if examples}
@@ -395,7 +406,8 @@ def command(opts) -> int:
                          seed=opts.seed)
     task = tasks.load_task(opts.task_file) if opts.task_file else tasks.build_task(
         opts.task, per_play=tasks.PER_PLAY if opts.per_play is None else opts.per_play)
-    model, splits, tokenizer = prepare(task, opts.init, cfg, preset=opts.preset)
+    layers = getattr(opts, "layers", None)
+    model, splits, tokenizer = prepare(task, opts.init, cfg, preset=opts.preset, layers=layers)
     out = opts.out or os.path.join("runs", f"finetune-{task.name}")
     held = (FINETUNED_NAME, checkpoint.METRICS_NAME, checkpoint.RESULTS_NAME)
     checkpoint.check_run_dir(out, resume=False, overwrite=opts.overwrite, names=held, resumable=False)
@@ -404,7 +416,8 @@ def command(opts) -> int:
     files.remove_leftovers(out, held)
     metrics = os.path.join(out, checkpoint.METRICS_NAME)
     print(f"task {task.name!r} ({task.format}): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
-          + f" examples; init {opts.init}; lambda {cfg.lm_coef}; {cfg.epochs} epochs; output {out}")
+          + f" examples; init {opts.init}" + ("" if layers is None else f" (embeddings and the first {layers} blocks)")
+          + f"; lambda {cfg.lm_coef}; {cfg.epochs} epochs; output {out}")
     evals = {k: v for k, v in splits.items() if k != "train"}
     with open(metrics, "w", encoding="utf-8") as log:
         accuracy = finetune(model, splits["train"], evals, cfg, device=device,
@@ -412,7 +425,7 @@ def command(opts) -> int:
     majority = {k: majority_accuracy(splits["train"], v) for k, v in evals.items()}
     save_finetuned(os.path.join(out, FINETUNED_NAME), model, task=task, tokenizer_dict=tokenizer.to_dict(), cfg=cfg,
                    init=opts.init, accuracy=accuracy)
-    results = {"task": task.name, "format": task.format, "init": opts.init, "lm_coef": cfg.lm_coef,
+    results = {"task": task.name, "format": task.format, "init": opts.init, "layers": layers, "lm_coef": cfg.lm_coef,
                "accuracy": accuracy, "majority_baseline": majority, "sizes": {k: len(v) for k, v in splits.items()}}
     files.write_json(os.path.join(out, checkpoint.RESULTS_NAME), results)
     for k in evals:

@@ -13,7 +13,7 @@ similarity         ``<s> a $ b <e>`` and ``<s> b $ a <e>``                the tw
 multiple_choice    ``<s> context $ choice_k <e>`` for each k              one score per choice
 =================  =====================================================  ==================
 
-The four tasks of this project, one per format, all built from the spoken text
+The first four tasks of this project, one per format, all built from the spoken text
 (speaker names are never part of the input: they would give the answers away):
 
 ``genre`` (classification)
@@ -29,6 +29,25 @@ The four tasks of this project, one per format, all built from the spoken text
 ``next-speech`` (multiple choice)
     context = the end of a speech; four choices = the opening of the true reply and of
     three other speeches of the same play; the label is the true reply's index.
+
+Four more, one per format, ask what a language model knows: whether a text is as written, and
+whether a piece of text is the true continuation of another (the Story Cloze idea GPT-1 used for
+multiple choice). For the three continuation tasks each long enough
+speech gives two pieces, its first ``PAIR_CHARS`` characters and the ``PAIR_CHARS`` after them (both
+cut at word boundaries); a "wrong" second piece is the second piece of another speech of the same
+play, so right and wrong pieces look alike (both start mid-speech):
+
+``corrupted`` (classification)
+    a speech's first ``SINGLE_CHARS`` characters, as written (``real``) or with ``CORRUPT_P`` of
+    its lowercase letters, at least one, each replaced by another letter (``corrupted``).
+``continues`` (entailment)
+    premise = a first piece; hypothesis = its own second piece (``yes``) or another's (``no``).
+``same-speech`` (similarity)
+    the same pairs, order-free: are the two pieces from one speech?
+``next-words`` (multiple choice)
+    context = a first piece; four choices = its second piece and three others'.
+
+:mod:`models.gpt.zero_shot` answers all four with the pretrained LM alone.
 
 Splits follow the corpus, BY PLAY: train examples come from the 32 training plays,
 validation and test examples from the three validation and three test plays
@@ -237,7 +256,8 @@ def _next_speech(play, genre, items, rng, n):
 
 # ----------------------------------------------------------------- the continuation tasks
 
-CORRUPT_P = 0.15  # probability that ``corrupted`` replaces a lowercase letter
+CORRUPT_P = 0.05  # the share of lowercase letters ``corrupted`` replaces (at 0.15 a model trained from scratch
+# on the task alone spots the odd letter statistics nearly as well as a pretrained one)
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 
 

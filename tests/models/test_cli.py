@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from cli import assert_one_line_error, cli
 
@@ -159,6 +160,38 @@ def test_finetune_from_a_pretrained_checkpoint_writes_results(trained, tmp_path)
     assert len(records) == 2 * 4 and all("lm_loss" in r for r in records)
     model, meta = load_finetuned(out)
     assert meta["init"] == str(run) and model.transformer.config.vocab_size == meta["model_config"]["vocab_size"]
+
+
+def test_finetune_layers_transfers_the_embeddings_and_the_first_k_blocks(trained, tmp_path):
+    """--layers K (the source's Figure 2, left): blocks below K from the checkpoint, the others the fresh
+    weights --init none would give them; the embeddings always from the checkpoint."""
+    from models import checkpoint
+    from models.gpt import GPT
+    from models.gpt.finetune import FinetuneConfig, prepare
+    from models.gpt.tasks import load_task
+
+    run, _ = trained
+    task = load_task(_task_file(tmp_path, _toy(8, 0), _toy(4, 1)))
+    pretrained, _, _ = checkpoint.load_checkpoint(run)
+    fresh = GPT(pretrained.config, rng=np.random.default_rng(3))
+    for k in (0, 1, pretrained.config.n_layer):
+        model, _, _ = prepare(task, str(run), FinetuneConfig(seed=3), layers=k)
+        got = model.transformer
+        for i in range(pretrained.config.n_layer):
+            want = pretrained.h[i] if i < k else fresh.h[i]
+            for (name, a), (_, b) in zip(got.h[i].state_dict().items(), want.state_dict().items(), strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"k={k}, block {i}, {name}")
+        np.testing.assert_array_equal(got.positions_embed.weight.data, pretrained.positions_embed.weight.data)
+        v = pretrained.config.vocab_size  # the special tokens' rows come after the checkpoint's
+        np.testing.assert_array_equal(got.tokens_embed.weight.data[:v], pretrained.tokens_embed.weight.data)
+    out = tmp_path / "ft"
+    proc = cli("finetune", "gpt", "--task-file", str(_task_file(tmp_path, _toy(8, 0), _toy(4, 1))), "--init", str(run),
+               "--layers", "1", "--epochs", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "results.json").read_text())["layers"] == 1
+    assert_one_line_error(cli("finetune", "gpt", "--task", "genre", "--init", str(run), "--layers", "9"),
+                          "--layers 9: the checkpoint has 4 blocks")
+    assert_one_line_error(cli("finetune", "gpt", "--task", "genre", "--init", "none", "--layers", "1"), "--init none")
 
 
 def test_finetune_without_pretraining_and_lambda_zero(tmp_path):

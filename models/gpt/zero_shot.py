@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import minitensor.functional as F
 from minitensor.backend import to_device, to_numpy
 
 from ..evaluate import eval_mode, model_device
@@ -38,8 +39,6 @@ def log_probs(model, tokenizer, pairs, batch_size: int = 32) -> np.ndarray:
     r"""$\log P(b \mid a)$ in nats for each ``(a, b)`` of ``pairs``: the summed log-probabilities of ``b``'s
     tokens after ``a``'s, one forward pass per batch (right-padded; causal attention keeps the padding
     invisible). ``a + b`` must fit the model's context."""
-    from minitensor import functional as F  # noqa: PLC0415
-
     encoded = [(tokenizer.encode(a), tokenizer.encode(b)) for a, b in pairs]
     n_ctx = model.config.n_ctx
     for (a, b), (ta, tb) in zip(pairs, encoded, strict=True):

@@ -273,28 +273,28 @@ def _halves(items):
     return out
 
 
-def _continues(play, genre, items, rng, n):
+def _piece_pairs(items, rng, n):
+    """``(first piece, second piece, whether the second follows the first)`` for up to ``n`` speeches,
+    half of them true (the speech's own second piece), half another speech's second piece."""
     halves = _halves(items)
     if len(halves) < 2:
         return []
     out = []
     for j, k in enumerate(rng.choice(len(halves), size=min(n, len(halves)), replace=False)):
-        positive = j % 2 == 0
-        other = k if positive else int(rng.choice([m for m in range(len(halves)) if m != k]))
-        out.append({"premise": halves[k][1], "hypothesis": halves[other][2], "label": "yes" if positive else "no"})
+        follows = j % 2 == 0
+        other = k if follows else int(rng.choice([m for m in range(len(halves)) if m != k]))
+        out.append((halves[k][1], halves[other][2], follows))
     return out
+
+
+def _continues(play, genre, items, rng, n):
+    return [{"premise": a, "hypothesis": b, "label": "yes" if follows else "no"}
+            for a, b, follows in _piece_pairs(items, rng, n)]
 
 
 def _same_speech(play, genre, items, rng, n):
-    halves = _halves(items)
-    if len(halves) < 2:
-        return []
-    out = []
-    for j, k in enumerate(rng.choice(len(halves), size=min(n, len(halves)), replace=False)):
-        same = j % 2 == 0
-        other = k if same else int(rng.choice([m for m in range(len(halves)) if m != k]))
-        out.append({"text_a": halves[k][1], "text_b": halves[other][2], "label": "same" if same else "different"})
-    return out
+    return [{"text_a": a, "text_b": b, "label": "same" if follows else "different"}
+            for a, b, follows in _piece_pairs(items, rng, n)]
 
 
 def _next_words(play, genre, items, rng, n):

@@ -36,11 +36,11 @@ TASKS = ("corrupted", "continues", "same-speech", "next-words")
 CHANCE = {"classification": 0.5, "entailment": 0.5, "similarity": 0.5, "multiple_choice": 1 / tasks.N_CHOICES}
 
 
-def snapshots(work: str, at: list, extra: list) -> dict:
+def snapshots(work: str, at: list) -> dict:
     """step -> checkpoint file, training the main run in pieces that stop at each step of ``at``."""
     run, out = os.path.join(work, "run"), {}
     for i, step in enumerate(at):
-        cmd = [sys.executable, "-m", "models", "train", "gpt", "--preset", "tiny", *extra, "--stop-at", str(step),
+        cmd = [sys.executable, "-m", "models", "train", "gpt", "--preset", "tiny", "--stop-at", str(step),
                "--out", run, *(["--resume"] if i else ["--overwrite"])]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -100,15 +100,12 @@ def main(argv=None):
         print(f"reusing the snapshots in {args.work}")
     else:
         print(f"training the main run in {len(at)} pieces into {args.work}")
-        files = snapshots(args.work, at, [])
+        files = snapshots(args.work, at)
     rows = []
     for step in [0, *at]:
-        model, tokenizer_dict, meta = checkpoint.load_checkpoint(files[at[0]])
+        model, tokenizer_dict, meta = checkpoint.load_checkpoint(files[max(step, at[0])])
         if step == 0:  # the weights the run started from: the same kind, config and seed
-            seed = meta["train_config"]["seed"]
-            model = checkpoint.build_model("gpt", model.config, rng=np.random.default_rng(seed))
-        else:
-            model, tokenizer_dict, meta = checkpoint.load_checkpoint(files[step])
+            model = checkpoint.build_model("gpt", model.config, rng=np.random.default_rng(meta["train_config"]["seed"]))
         tokenizer = lm_tokenizer_from_dict(tokenizer_dict)
         t0 = time.perf_counter()
         row = {"step": step, **{name: zero_shot_accuracy(model, tokenizer, built[name]) for name in names}}

@@ -52,7 +52,7 @@ class Recipe:
     name = ""  # python -m models train NAME
     kinds: dict = {}  # checkpoint kind -> Kind
     char_lm = False  # a character language model: `sample` and `evaluate` handle its checkpoints
-    bpe = False  # trains on byte-pair tokens with --tokenizer bpe (train gpt)
+    bpe = False  # trains on byte-pair tokens with --tokenizer bpe (train gpt, train txl)
 
     def for_options(self, opts) -> Recipe:
         """The recipe that trains what ``opts`` asks for (the Longformer's: its task's); refuses the

@@ -28,7 +28,8 @@ from .tokenizers import cli as tokenizer_cli
 
 #: The corpus tasks, as models.gpt.tasks.TASKS names them (repeated so that --help imports no model code;
 #: tests/models/test_cli.py checks the two agree).
-TASK_NAMES = ["genre", "follows", "same-speaker", "next-speech", "corrupted", "continues", "same-speech", "next-words"]
+TASK_NAMES = ["genre", "follows", "same-speaker", "next-speech", "corrupted", "continues", "same-speech", "next-words",
+              "word-order"]
 
 
 def _int(low):
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--lr", type=_float(0, strict=True), default=5e-4, help="peak learning rate (default: 5e-4)")
     f.add_argument("--per-play", type=_int(1), default=None,
                    help="examples per play when building a corpus task (default: 64)")
+    f.add_argument("--train-per-play", type=_int(1), default=None,
+                   help="examples per TRAINING play (default: --per-play): a smaller training set, "
+                        "the same held-out examples")
     f.add_argument("--seed", type=_int(0), default=0, help="seed of the head, dropout and shuffling (default: 0)")
     f.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     f.add_argument("--out", default=None, help="output directory (default: runs/finetune-<task>)")
@@ -212,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default=None, help="write the task to this JSON file")
     k.add_argument("--show", type=_int(0), default=3, help="print this many training examples (default: 3)")
     k.add_argument("--per-play", type=_int(1), default=None, help="examples per play (default: 64)")
+    k.add_argument("--train-per-play", type=_int(1), default=None,
+                   help="examples per training play (default: --per-play)")
     tokenizer_cli.add_parser(sub, _int)
     return parser
 

@@ -404,8 +404,12 @@ def command(opts) -> int:
     device = mt.backend.check_device(opts.device)
     cfg = FinetuneConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, lm_coef=opts.lm_coef,
                          seed=opts.seed)
+    if opts.task_file and (opts.per_play is not None or opts.train_per_play is not None):
+        raise ValueError("--per-play and --train-per-play build a corpus task (--task); "
+                         f"the task file {opts.task_file!r} has its own examples")
     task = tasks.load_task(opts.task_file) if opts.task_file else tasks.build_task(
-        opts.task, per_play=tasks.PER_PLAY if opts.per_play is None else opts.per_play)
+        opts.task, per_play=tasks.PER_PLAY if opts.per_play is None else opts.per_play,
+        train_per_play=opts.train_per_play)
     layers = getattr(opts, "layers", None)
     model, splits, tokenizer = prepare(task, opts.init, cfg, preset=opts.preset, layers=layers)
     out = opts.out or os.path.join("runs", f"finetune-{task.name}")

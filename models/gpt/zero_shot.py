@@ -12,10 +12,15 @@ Then, per format:
 
 * **multiple choice**: the choice with the largest gain after the context (the choice's own
   likelihood is subtracted, so a short or common choice is not favoured for being short or common);
-* **entailment**: "yes" when the hypothesis's gain after the premise is above a threshold;
+* **entailment**: "yes" when the hypothesis's gain after the premise is above a threshold; for the
+  tasks of :data:`BY_LIKELIHOOD`, when its mean log-probability per token after the premise is;
 * **similarity**: the larger of the two orders' gains, above a threshold;
 * **classification** (two labels): the text's mean log-probability per token above a threshold
   (``corrupted``: real text is likelier).
+
+Why two scores: a wrong continuation taken from another speech reads as well as the right one, so
+only the gain, what the premise adds, tells them apart; a scrambled one (``word-order``) reads badly
+whatever comes first, and its gain hardly moves, so its likelihood is the measure.
 
 A threshold is the one parameter a heuristic has: the median of its score on the training split,
 where the labels are half and half, so no label is read. ``genre`` has six labels and no heuristic.
@@ -30,9 +35,11 @@ from minitensor.backend import to_device, to_numpy
 from ..evaluate import eval_mode, model_device
 from . import tasks
 
-__all__ = ["NEUTRAL", "gains", "log_probs", "scores", "zero_shot_accuracy"]
+__all__ = ["BY_LIKELIHOOD", "NEUTRAL", "gains", "log_probs", "scores", "zero_shot_accuracy"]
 
 NEUTRAL = "\n"  # the prefix of the unconditional likelihood
+#: Entailment tasks scored by the hypothesis's likelihood after the premise rather than by its gain.
+BY_LIKELIHOOD = frozenset({"word-order"})
 
 
 def log_probs(model, tokenizer, pairs, batch_size: int = 32) -> np.ndarray:
@@ -74,7 +81,10 @@ def scores(model, tokenizer, task: tasks.Task, split: str) -> np.ndarray:
         pairs = [(ex["context"], c) for ex in examples for c in ex["choices"]]
         return gains(model, tokenizer, pairs).reshape(len(examples), k)
     if task.format == "entailment":
-        return gains(model, tokenizer, [(ex["premise"], ex["hypothesis"]) for ex in examples])
+        pairs = [(ex["premise"], ex["hypothesis"]) for ex in examples]
+        if task.name in BY_LIKELIHOOD:
+            return log_probs(model, tokenizer, pairs) / _lengths(tokenizer, [b for _, b in pairs])
+        return gains(model, tokenizer, pairs)
     if task.format == "similarity":
         ab = gains(model, tokenizer, [(ex["text_a"], ex["text_b"]) for ex in examples])
         ba = gains(model, tokenizer, [(ex["text_b"], ex["text_a"]) for ex in examples])
@@ -82,8 +92,12 @@ def scores(model, tokenizer, task: tasks.Task, split: str) -> np.ndarray:
     if len(task.labels) != 2:
         raise ValueError(f"zero-shot: task {task.name!r} has {len(task.labels)} labels; the classification "
                          "heuristic (mean log-probability above a threshold) needs two")
-    lengths = np.array([len(tokenizer.encode(ex["text"])) for ex in examples])
-    return log_probs(model, tokenizer, [(NEUTRAL, ex["text"]) for ex in examples]) / lengths
+    texts = [ex["text"] for ex in examples]
+    return log_probs(model, tokenizer, [(NEUTRAL, t) for t in texts]) / _lengths(tokenizer, texts)
+
+
+def _lengths(tokenizer, texts) -> np.ndarray:
+    return np.array([len(tokenizer.encode(t)) for t in texts])
 
 
 #: For a thresholded score: the label that a score ABOVE the threshold means.

@@ -140,6 +140,10 @@ def test_task_command_writes_a_loadable_task_file(tmp_path):
     assert proc.stdout.count('"premise"') == 2
     task = tasks.load_task(tmp_path / "f.json")
     assert task.format == "entailment" and len(task.splits["train"]) == 64
+    proc = cli("task", "follows", "--per-play", "4", "--train-per-play", "2", "--show", "0", "--out", str(tmp_path / "s.json"))
+    assert proc.returncode == 0, proc.stderr
+    small = tasks.load_task(tmp_path / "s.json")
+    assert {k: len(v) for k, v in small.splits.items()} == {"train": 64, "validation": 12, "test": 12}
 
 
 def test_finetune_from_a_pretrained_checkpoint_writes_results(trained, tmp_path):

@@ -91,6 +91,16 @@ def test_finetune_into_an_existing_output_is_refused(tmp_path):
     assert cli(*args, "--overwrite").returncode == 0
 
 
+@pytest.mark.parametrize("flag", ["--per-play", "--train-per-play"])
+def test_finetune_refuses_corpus_sizes_with_a_task_file(tmp_path, flag):
+    task = tmp_path / "t.json"
+    task.write_text(json.dumps({"format": "classification", "labels": ["a", "b"],
+                                "train": [{"text": "ab", "label": "a"}, {"text": "ba", "label": "b"}]}))
+    assert_one_line_error(cli("finetune", "gpt", "--task-file", task, "--init", "none", flag, "4",
+                              "--out", tmp_path / "ft"), "has its own examples")
+    assert not (tmp_path / "ft").exists()
+
+
 # ------------------------------------------------------------------ numbers a run cannot use
 
 @pytest.mark.parametrize("flag,value,rule", [

@@ -2,6 +2,7 @@
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -165,6 +166,29 @@ def test_next_words_label_points_at_the_true_continuation(corpus, built):
         assert len({ex["label"] for ex in examples}) > 1
 
 
+def test_word_order_negatives_are_the_true_continuation_with_words_moved_within_lines(corpus, built):
+    for split, examples in built["word-order"].splits.items():
+        follows = _continuations(corpus, split)
+        assert Counter(ex["label"] for ex in examples) == {"yes": len(examples) // 2, "no": len(examples) // 2}
+        for ex in examples:
+            true = follows[ex["premise"]]
+            if ex["label"] == "yes":
+                assert ex["hypothesis"] == true
+            else:  # the same line breaks, the same first word per line, the same words per line, another order
+                assert ex["hypothesis"] != true
+                for got, want in zip(ex["hypothesis"].split("\n"), true.split("\n"), strict=True):
+                    got, want = got.split(" "), want.split(" ")
+                    assert got[0] == want[0] and sorted(got) == sorted(want)
+
+
+def test_scramble_never_returns_its_input():
+    rng = np.random.default_rng(0)
+    for text in ("a b c\nd", "x\ny y z", "one two three"):
+        assert tasks._can_scramble(text)
+        assert all(tasks._scramble(text, rng) != text for _ in range(20))
+    assert not tasks._can_scramble("a b b\nc d")  # no line has two different words to swap
+
+
 def test_corrupted_changes_lowercase_letters_only_and_half_the_examples(corpus, built):
     for split, examples in built["corrupted"].splits.items():
         openings = {tasks.opening(s.text, tasks.SINGLE_CHARS) for items in _speech_index(corpus, split) for s in items}
@@ -185,6 +209,15 @@ def test_unknown_task_and_bad_per_play(corpus):
         tasks.build_task("sentiment", corpus)
     with pytest.raises(ValueError, match="per_play"):
         tasks.build_task("genre", corpus, per_play=0)
+    with pytest.raises(ValueError, match="train_per_play must be an int >= 2, got 1"):
+        tasks.build_task("genre", corpus, train_per_play=1)
+
+
+def test_a_smaller_training_set_keeps_the_held_out_examples(corpus, built):
+    small = tasks.build_task("word-order", corpus, per_play=8, train_per_play=2)
+    assert len(small.splits["train"]) == 32 * 2
+    assert {s: small.splits[s] for s in ("validation", "test")} == {
+        s: built["word-order"].splits[s] for s in ("validation", "test")}
 
 
 # ----------------------------------------------------------------- task files

@@ -72,5 +72,11 @@ def test_each_format_decides_from_its_scores():
     cls = task("classification", ["corrupted", "real"], [{"text": t, "label": "real"} for t in ("abc", "hhh", "xyz", "a")])
     per_token = log_probs(m, TOK, [(NEUTRAL, t) for t in ("abc", "hhh", "xyz", "a")]) / np.array([3, 3, 3, 1])
     np.testing.assert_allclose(scores(m, TOK, cls, "train"), per_token, rtol=1e-12)
+    ent = [{"premise": a, "hypothesis": b, "label": lab} for (a, b), lab in zip(pairs, ["yes", "no"] * 2)]
+    np.testing.assert_allclose(scores(m, TOK, task("entailment", ["no", "yes"], ent), "train"), gains(m, TOK, pairs),
+                               rtol=1e-12)
+    word_order = tasks.Task("word-order", "entailment", ["no", "yes"], {"train": ent})  # scored by likelihood
+    np.testing.assert_allclose(scores(m, TOK, word_order, "train"),
+                               log_probs(m, TOK, pairs) / np.array([2, 2, 2, 2]), rtol=1e-12)
     with pytest.raises(ValueError, match="needs two"):
         scores(m, TOK, task("classification", ["a", "b", "c"], cls.splits["train"]), "train")

@@ -32,7 +32,7 @@ from models.gpt.zero_shot import zero_shot_accuracy  # noqa: E402
 from models.tokenizers.lm import lm_tokenizer_from_dict  # noqa: E402
 
 OUT_DIR = os.path.join(ROOT, "benchmarks", "out")
-TASKS = ("corrupted", "continues", "same-speech", "next-words")
+TASKS = ("corrupted", "continues", "word-order", "same-speech", "next-words")
 CHANCE = {"classification": 0.5, "entailment": 0.5, "similarity": 0.5, "multiple_choice": 1 / tasks.N_CHOICES}
 
 

@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate only the first N characters of the split (default: all of it)")
     e.add_argument("--context", type=_int(1), default=None,
                    help="gpt only: the sliding window C, at most the model's n_ctx (default: n_ctx)")
+    e.add_argument("--mem-len", type=_int(0), default=None,
+                   help="txl only: evaluate with this many cached positions per layer instead of the "
+                        "checkpoint's mem_len (the same weights; default: the checkpoint's)")
     e.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
 
     f = sub.add_parser("finetune", help="fine-tune a pretrained GPT on a task (L_3 = L_2 + lambda L_1)",

@@ -163,6 +163,12 @@ class CharRecipe(Recipe):
     def check_context(self, context, config) -> None:
         """Refuse an ``evaluate --context`` the model cannot use (None: not given)."""
 
+    def with_memory(self, model, mem_len):
+        """``model`` to evaluate with a memory of ``mem_len`` positions (``evaluate --mem-len``; None: as trained)."""
+        if mem_len is not None:
+            raise ValueError(f"--mem-len is for txl only (a {self.name} checkpoint has no memory)")
+        return model
+
     def held_out_bpc(self, model, ids, context) -> tuple:
         """``(EvalResult, how)``: ``python -m models evaluate``'s figure on ``ids`` and a line saying how."""
         raise NotImplementedError

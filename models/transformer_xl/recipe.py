@@ -15,6 +15,8 @@ uninterrupted run's.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from minitensor.backend import to_device
 
 from .. import data
@@ -132,6 +134,15 @@ class TransformerXLRecipe(CharRecipe):
         if context is not None:
             raise ValueError("--context is for gpt only (Transformer-XL's context is its segment plus mem_len "
                              f"{config.mem_len}, fixed by the checkpoint)")
+
+    def with_memory(self, model, mem_len):
+        # the same weights with another memory length: the relative sinusoid R_{i-j} has a row for any
+        # distance, so a model can be evaluated with a longer (or shorter) memory than it was trained with
+        if mem_len is None or mem_len == model.config.mem_len:
+            return model
+        longer = TransformerXL(dataclasses.replace(model.config, mem_len=mem_len), dtype=model.dtype)
+        longer.load_state_dict(model.state_dict())
+        return longer
 
     def held_out_bpc(self, model, ids, context):
         return cached_bpc(model, ids, batch_size=1), \

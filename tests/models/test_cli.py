@@ -346,11 +346,18 @@ def test_evaluate_txl_cached(tmp_path):
     assert "test split, the first 200 of" in proc.stdout and "(199 predicted)" in proc.stdout
     assert 4.0 < _bpc(proc) < 8.0
     assert_one_line_error(cli("evaluate", "--ckpt", str(tmp_path), "--context", "8"), "--context", "gpt only")
+    same = cli("evaluate", "--ckpt", str(tmp_path), "--max-chars", "200", "--mem-len", "8")
+    assert same.returncode == 0 and _bpc(same) == _bpc(proc), same.stderr  # the training memory: the same figure
+    longer = cli("evaluate", "--ckpt", str(tmp_path), "--max-chars", "200", "--mem-len", "32")
+    assert longer.returncode == 0, longer.stderr
+    assert "(segment 8, memory 32)" in longer.stdout and _bpc(longer) != _bpc(proc)
 
 
 def test_evaluate_errors_are_one_line(trained, tmp_path):
     out, _ = trained
     assert_one_line_error(cli("evaluate", "--ckpt", str(out), "--context", "999"), "--context 999", "n_ctx=128")
+    assert_one_line_error(cli("evaluate", "--ckpt", str(out), "--mem-len", "64"), "--mem-len is for txl only")
+    assert_one_line_error(cli("evaluate", "--ckpt", str(out), "--mem-len", "-1"), "--mem-len")
     assert_one_line_error(cli("evaluate", "--ckpt", str(tmp_path / "nope")), "no checkpoint", "nope")
     assert_one_line_error(cli("evaluate"), "--ckpt")
     assert_one_line_error(cli("evaluate", "--ckpt", str(out), "--split", "train"), "invalid choice")

@@ -66,6 +66,23 @@ def test_cached_memory_matters_and_max_segments_counts():
     assert cached_bpc(model, IDS, max_segments=3).n_predicted == 15
 
 
+def test_a_memory_as_long_as_the_text_equals_one_pass_over_it():
+    """``evaluate --mem-len``: the trained weights with another memory. With a memory at least as long as
+    the text, every position sees every earlier one, exactly as one segment holding the whole text does."""
+    from models.transformer_xl.recipe import RECIPE
+
+    model = txl()  # trained with mem_len 7
+    longer = RECIPE.with_memory(model, len(IDS))
+    assert longer.config.mem_len == len(IDS) and longer.config.tgt_len == model.config.tgt_len
+    assert all(np.array_equal(a, b) for a, b in zip(longer.state_dict().values(), model.state_dict().values()))
+    assert RECIPE.with_memory(model, None) is model and RECIPE.with_memory(model, 7) is model
+    with mt.no_grad():
+        logits, _ = model.eval().forward(IDS[None, :-1], None)  # one pass, no memory needed
+    want = nll(logits.numpy(), IDS[None, 1:]) / (len(IDS) - 1) / np.log(2)
+    assert cached_bpc(longer, IDS).bpc == pytest.approx(want, rel=1e-12)
+    assert cached_bpc(model, IDS).bpc != pytest.approx(want, rel=1e-6)  # 7 positions of memory see less
+
+
 def test_cached_records_no_graph():
     model = txl()
     seen = []

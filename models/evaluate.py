@@ -219,7 +219,7 @@ def command(opts) -> int:
     device = mt.backend.check_device(opts.device)
     model, tokenizer_dict, _, recipe = checkpoint.load_language_model(opts.ckpt, "evaluate")
     recipe.check_context(opts.context, model.config)
-    model = recipe.with_memory(model, getattr(opts, "mem_len", None)).to(device)
+    model = recipe.with_memory(model, opts.mem_len).to(device)
     bpe = tokenizer_dict.get("type") == "bpe"
     if bpe:  # byte-level BPE (train gpt --tokenizer bpe): bits over the characters the tokens spell
         tokenizer = BPETextTokenizer.from_dict(tokenizer_dict)

@@ -56,7 +56,7 @@ entailment task whose wrong hypotheses differ from the right ones in how they re
     of each of its lines shuffled, each line's first word kept in place (``no``): the same words, the
     same line breaks and capitals, only the order is wrong.
 
-:mod:`models.gpt.zero_shot` answers all four with the pretrained LM alone.
+:mod:`models.gpt.zero_shot` answers these five with the pretrained LM alone.
 
 Splits follow the corpus, BY PLAY: train examples come from the 32 training plays,
 validation and test examples from the three validation and three test plays

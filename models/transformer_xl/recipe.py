@@ -140,9 +140,9 @@ class TransformerXLRecipe(CharRecipe):
         # distance, so a model can be evaluated with a longer (or shorter) memory than it was trained with
         if mem_len is None or mem_len == model.config.mem_len:
             return model
-        longer = TransformerXL(dataclasses.replace(model.config, mem_len=mem_len), dtype=model.dtype)
-        longer.load_state_dict(model.state_dict())
-        return longer
+        resized = TransformerXL(dataclasses.replace(model.config, mem_len=mem_len), dtype=model.dtype)
+        resized.load_state_dict(model.state_dict())
+        return resized
 
     def held_out_bpc(self, model, ids, context):
         return cached_bpc(model, ids, batch_size=1), \

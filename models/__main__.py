@@ -83,9 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Pretrain a model on the Shakespeare corpus (train split); report validation "
                                    "bits per character. Writes checkpoint.npz, metrics.jsonl and loss.png to --out.")
     t.add_argument("model", help="which model to train: gpt, txl (Transformer-XL) or longformer (with --task)")
-    t.add_argument("--task", choices=["genre", "speaker-qa", "lm"],
-                   help="longformer only: scene -> genre, speaker-qa (span of the speaker's name), or lm "
-                        "(character language model with a causal band)")
+    t.add_argument("--task", choices=["genre", "speaker-qa", "lm", "mlm"],
+                   help="longformer only: scene -> genre, speaker-qa (span of the speaker's name), lm "
+                        "(character language model with a causal band) or mlm (masked-LM pretraining of the "
+                        "encoder, for --init)")
+    t.add_argument("--init", metavar="CKPT",
+                   help="longformer --task genre or speaker-qa: start the encoder from a --task mlm run "
+                        "(its directory or checkpoint.npz); the head starts fresh")
+    t.add_argument("--no-global", action="store_true",
+                   help="longformer --task genre or speaker-qa: make no token global (CLS, the question): "
+                        "the ablation of global attention")
     t.add_argument("--full-attention", action="store_true",
                    help="longformer --task lm only: a band of 2 x --seq-len, i.e. full causal attention (the baseline)")
     t.add_argument("--preset", default=None,

@@ -103,8 +103,13 @@ class Recipe:
         """The model's name in the "model: ..." line."""
         raise NotImplementedError
 
+    def initialise(self, model, opts, tokenizer) -> dict:
+        """``--init CKPT``: start ``model`` from a pretrained checkpoint; returns what the run records about it."""
+        raise ValueError(f"--init is for longformer --task genre and speaker-qa, not {self.name}")
+
     def report(self, model, splits: dict, cfg, result: dict, opts, preset: str, config, checkpoint_path: str):
-        """The figures printed after the loop; returns a results dict to write as ``results.json``, or None."""
+        """The figures printed after the loop (``result``: the loop's, and ``run``: the run's record); returns a
+        results dict to write as ``results.json``, or None."""
         raise NotImplementedError
 
 
@@ -117,8 +122,9 @@ class CharRecipe(Recipe):
     bpc_how = ""  # how the final bpc is measured, when it is not the plain windows
 
     def for_options(self, opts) -> Recipe:
-        if opts.task is not None or opts.full_attention:
-            raise ValueError("--task and --full-attention are for longformer only")
+        if opts.task is not None or opts.full_attention or opts.init is not None or opts.no_global:
+            raise ValueError("--task, --full-attention, --init and --no-global are for longformer only "
+                             "(GPT's fine-tuning starts from a checkpoint with `finetune --init`)")
         return self
 
     def tokenizer(self, corpus: data.Corpus, opts):

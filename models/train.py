@@ -335,7 +335,10 @@ def run(recipe, opts) -> int:
     recipe.check_seq_len(settings["seq_len"], config)
     cfg = TrainConfig(**settings)
 
-    model = checkpoint.build_model(kind, config, rng=np.random.default_rng(cfg.seed)).to(device)
+    model = checkpoint.build_model(kind, config, rng=np.random.default_rng(cfg.seed))
+    if getattr(opts, "init", None) is not None:  # a Longformer task from the masked-LM pretraining
+        run_info = {**run_info, **recipe.initialise(model, opts, tokenizer)}
+    model = model.to(device)
     splits, sizes = recipe.prepare(corpus, tokenizer, config)
     print(f"model: {recipe.describe(opts, preset, config, kind)}, {model.num_parameters():,} parameters, "
           f"vocabulary {tokenizer.vocab_size}; {sizes}; device {device}; output {out}")
@@ -343,7 +346,7 @@ def run(recipe, opts) -> int:
                    model_config_dict=config.to_dict(), resume=opts.resume, overwrite=opts.overwrite,
                    stop_at=opts.stop_at, run_info=run_info)
     ckpt_path = os.path.join(out, checkpoint.CHECKPOINT_NAME)
-    results = recipe.report(model, splits, cfg, result, opts, preset, config, ckpt_path)
+    results = recipe.report(model, splits, cfg, {**result, "run": run_info}, opts, preset, config, ckpt_path)
     if results is not None:
         results_path = os.path.join(out, checkpoint.RESULTS_NAME)
         files.write_json(results_path, results)

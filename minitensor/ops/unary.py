@@ -130,8 +130,8 @@ def erf(x):
     r"""The error function $\mathrm{erf}(x) = \frac{2}{\sqrt\pi}\int_0^x e^{-s^2}\,ds$, elementwise.
 
     NumPy has none, so this is Python's exact ``math.erf`` entry by entry (on the host, then back
-    to ``x``'s device): slow, and only the exact GELU needs it. The kernels use SciPy's (when
-    installed) or CuPy's.
+    to ``x``'s device): slow, and only the exact GELU needs it. The kernels: a fitted erf on float32
+    CPU arrays (:mod:`minitensor.kernels.cpu`), CuPy's on the GPU.
     """
     values = np.vectorize(math.erf, otypes=[x.dtype])(to_numpy(x))
     return get_array_module(x).asarray(values)

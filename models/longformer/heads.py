@@ -1,10 +1,12 @@
-r"""Task heads on the Longformer encoder (:mod:`models.longformer`): the three of the source's section 2.2.
+r"""Task heads on the Longformer encoder (:mod:`models.longformer`): the three of the source's section 2.2,
+and the masked LM that pretrains the encoder for them.
 
 - :class:`LongformerForSequenceClassification`: CLS (position 0) made global, HF's classification head.
 - :class:`LongformerForQuestionAnswering`: span extraction; the question tokens are made global
   (the paper's choice for QA), ``qa_outputs`` gives start/end logits, positions that cannot be an
   answer (question, padding) get $-\infty$ (:func:`minitensor.attention.masked_softmax`'s convention:
   $e^{-\infty} = 0$, so cross-entropy stays finite and those positions get no gradient).
+- :class:`LongformerForMaskedLM`: RoBERTa's masked-LM head, output tied to the word embeddings (pretraining).
 - :class:`LongformerForCausalLM`: the encoder with a causal band (autoregressive, the paper's char-LM
   setting), output tied to the word embeddings, ``lm_loss`` with GPT's contract.
 """
@@ -22,7 +24,8 @@ from minitensor.backend import to_numpy
 from ..evaluate import eval_mode
 from .model import Longformer, LongformerConfig, bool_mask, init_weights, is_int
 
-__all__ = ["LongformerForCausalLM", "LongformerForQuestionAnswering", "LongformerForSequenceClassification"]
+__all__ = ["LongformerForCausalLM", "LongformerForMaskedLM", "LongformerForQuestionAnswering",
+           "LongformerForSequenceClassification"]
 
 
 def _shape_of(ids):
@@ -61,7 +64,7 @@ class LongformerForSequenceClassification(nn.Module):
         shape = np.shape(ids.data if isinstance(ids, mt.Tensor) else ids)
         g = bool_mask(global_mask, shape, "global_mask")
         g = np.zeros(shape, bool) if g is None else g.copy()
-        g[:, 0] = True  # CLS is global
+        g[:, 0] = self.config.global_tokens  # CLS is global (not in the global_tokens=False ablation)
         h = self.longformer(ids, global_mask=g, padding_mask=padding_mask)  # (B, T, d)
         return self.classifier(h[:, 0])  # (B, num_labels)
 
@@ -98,6 +101,7 @@ class LongformerForQuestionAnswering(nn.Module):
 
     def forward(self, ids, question_mask, padding_mask=None):
         glob, pm, context = self._masks(ids, question_mask, padding_mask)
+        glob = glob if self.config.global_tokens else None  # the global_tokens=False ablation: all local
         h = self.longformer(ids, global_mask=glob, padding_mask=pm)  # (B, T, d), question tokens global
         logits = self.qa_outputs(h)  # (B, T, 2)
         neg_inf = np.array(-np.inf, dtype=logits.dtype)
@@ -146,6 +150,45 @@ class LongformerForQuestionAnswering(nn.Module):
             best = np.where(better, val, best)
             out[better] = np.stack([arg, arg + k], axis=1)[better]
         return out
+
+
+class _MaskedLMHead(nn.Module):
+    r"""RoBERTa's LM head (HF's ``LongformerLMHead``): $\mathrm{LN}(\mathrm{GELU}(h W + b)) W_e^\top + b_V$,
+    the output tied to the word embeddings $W_e$ (passed in, not owned)."""
+
+    def __init__(self, config, *, rng, dtype):
+        self.dense = nn.Linear(config.d_model, config.d_model, rng=rng, dtype=dtype)
+        self.layer_norm = nn.LayerNorm(config.d_model, config.layer_norm_eps, dtype=dtype)
+        self.bias = nn.Parameter(np.zeros(config.vocab_size, dtype))
+
+    def forward(self, h, w_e):
+        x = self.layer_norm(F.gelu(self.dense(h), approximate="none"))
+        return x @ w_e.swapaxes(0, 1) + self.bias  # (B, T, V)
+
+
+class LongformerForMaskedLM(nn.Module):
+    r"""Encoder + RoBERTa's LM head: the masked-language-model pretraining of the paper's section 5
+    (continued from RoBERTa there; from scratch here). No global token (the paper pretrains with the
+    band alone); ``forward(ids, padding_mask=None)`` -> logits (B, T, V); ``loss(ids, labels, ...)`` the mean
+    cross-entropy over the positions whose label is not ``IGNORE`` (-1): the masked ones."""
+
+    IGNORE = -1
+
+    def __init__(self, config: LongformerConfig, rng=None, *, dtype=np.float32):
+        if config.causal:
+            raise ValueError("LongformerForMaskedLM: a masked LM reads both sides; config.causal must be False")
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.config = config
+        self.longformer = Longformer(config, rng, dtype=dtype)
+        self.lm_head = _MaskedLMHead(config, rng=rng, dtype=np.dtype(dtype))
+        init_weights(self.lm_head, rng, config.init_std, np.dtype(dtype))
+
+    def forward(self, ids, padding_mask=None) -> mt.Tensor:
+        h = self.longformer(ids, padding_mask=padding_mask)  # (B, T, d)
+        return self.lm_head(h, self.longformer.embeddings.word_embeddings.weight)
+
+    def loss(self, ids, labels, padding_mask=None) -> mt.Tensor:
+        return F.cross_entropy(self.forward(ids, padding_mask), labels, ignore_index=self.IGNORE)
 
 
 class LongformerForCausalLM(nn.Module):

@@ -16,6 +16,9 @@ characters (789 scenes, a median of 4,738), far beyond GPT's 128-character conte
     ``<s> question $ context``; the question mask covers ``<s> question $``. A scene longer than
     the model allows is given as its first characters (what fits after the question), and only
     lines whose speech header also lies in that part are asked about.
+``mlm``
+    masked language modelling of the training plays, the encoder's pretraining
+    (:mod:`models.longformer.mlm`).
 ``lm``
     character language modelling on the same train/validation/test text as GPT
     (:func:`models.data.load_shakespeare`).
@@ -32,8 +35,9 @@ model: genre's majority class (of the training scenes, scored on the evaluated s
 speaker-qa, answering with (a) the scene's most frequent speaker or (b) the scene's first speaker.
 
 Tokens: the GPT character vocabulary (:class:`models.data.CharTokenizer` of the training text)
-plus three special tokens appended after its ``V`` characters: ``<s>`` start (id V), ``$``
-separator (V+1) and ``<pad>`` (V+2), the Longformer's ``pad_id``. Batches are RIGHT-padded so
+plus four special tokens appended after its ``V`` characters: ``<s>`` start (id V), ``$``
+separator (V+1), ``<pad>`` (V+2), the Longformer's ``pad_id``, and ``<mask>`` (V+3), the masked-LM
+pretraining's (:mod:`models.longformer.mlm`). Batches are RIGHT-padded so
 that the RoBERTa position ids of the real tokens do not depend on the padding.
 """
 from __future__ import annotations
@@ -65,10 +69,10 @@ __all__ = [
     "scenes",
 ]
 
-LONGDOC_TASKS = ("genre", "speaker-qa", "lm")
+LONGDOC_TASKS = ("genre", "speaker-qa", "lm", "mlm")
 MIN_LINE = 20  # a shorter line ("My lord?") is too often repeated or uninformative to ask about
 QA_PER_PLAY = 64  # speaker-qa examples per play: 2,048 for training, 192 per held-out split
-SPECIAL_TOKENS = ("<s>", "$", "<pad>")
+SPECIAL_TOKENS = ("<s>", "$", "<pad>", "<mask>")
 
 _HEADING = re.compile(r"(SCENE|PROLOGUE|EPILOGUE|INDUCTION|INTERMISSION)\b|Prologue$")
 _ACT = re.compile(r"ACT [IVX]+\.?$")
@@ -114,12 +118,12 @@ def corpus_scenes(corpus: data.Corpus, split: str) -> list:
 # ----------------------------------------------------------------- tokens
 
 class LongdocTokenizer:
-    """Characters (a :class:`models.data.CharTokenizer`) plus ``<s>``, ``$``, ``<pad>`` at ids V, V+1, V+2."""
+    """Characters (a :class:`models.data.CharTokenizer`) plus ``<s>``, ``$``, ``<pad>``, ``<mask>`` at ids V to V+3."""
 
     def __init__(self, chars: data.CharTokenizer):
         self.chars = chars
         v = chars.vocab_size
-        self.start_id, self.sep_id, self.pad_id = v, v + 1, v + 2
+        self.start_id, self.sep_id, self.pad_id, self.mask_id = v, v + 1, v + 2, v + 3
 
     @property
     def vocab_size(self) -> int:

@@ -77,6 +77,8 @@ class LongformerConfig(PresetConfig):
     ``attention_dropout`` (HF's ``attention_probs_dropout_prob``) drops attention probabilities in
     training mode; ``hidden_dropout`` the embeddings and sub-layer outputs. ``causal=True`` gives every
     layer the causal band (keys $j \le i$ only): :class:`~models.longformer.heads.LongformerForCausalLM`.
+    ``global_tokens=False`` stops the task heads from making their tokens global (CLS, the question):
+    the ablation of section 2.2.3, every token reads only its window.
     """
 
     PRESETS = PRESETS
@@ -96,6 +98,7 @@ class LongformerConfig(PresetConfig):
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     causal: bool = False
+    global_tokens: bool = True
     layer_norm_eps: float = 1e-5
     init_std: float = 0.02
     pad_id: int = 1
@@ -123,6 +126,8 @@ class LongformerConfig(PresetConfig):
         if not isinstance(self.causal, bool):
             # ValueError like every other config field (one error type for a bad config)
             raise ValueError(f"LongformerConfig: causal must be a bool, got {self.causal!r}")  # noqa: TRY004
+        if not isinstance(self.global_tokens, bool):
+            raise ValueError(f"LongformerConfig: global_tokens must be a bool, got {self.global_tokens!r}")  # noqa: TRY004
         if not self.layer_norm_eps > 0:
             raise ValueError(f"LongformerConfig: layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if not self.init_std > 0:

@@ -1,4 +1,4 @@
-r"""The Longformer's training recipes: ``python -m models train longformer --task {genre,speaker-qa,lm}``.
+r"""The Longformer's training recipes: ``python -m models train longformer --task {genre,speaker-qa,lm,mlm}``.
 
 One recipe per task (:data:`TASKS`), each with its head, its defaults and its figures:
 
@@ -10,6 +10,8 @@ One recipe per task (:data:`TASKS`), each with its head, its defaults and its fi
 * ``lm`` (:class:`LMRecipe`): a character language model with a causal band, read in random windows
   as GPT's (:class:`models.gpt.recipe.RandomWindows`), scored in bits per character; ``--full-attention``
   makes the band cover the whole past (the baseline).
+* ``mlm`` (:class:`MLMRecipe`): the encoder's masked-LM pretraining (:mod:`models.longformer.mlm`), from which
+  ``--init CKPT`` starts genre and speaker-qa; ``--no-global`` turns their global tokens off (the ablation).
 
 Task examples are drawn without replacement (a generator seeded by ``cfg.seed``, saved for resume)
 and right-padded to the batch's longest (banded attention takes any length: no rounding to the
@@ -28,8 +30,9 @@ from .. import data
 from ..evaluate import eval_mode, evaluate_bpc
 from ..gpt.recipe import RandomWindows
 from ..recipe import Kind, Recipe
-from . import longdoc
-from .heads import LongformerForCausalLM, LongformerForQuestionAnswering, LongformerForSequenceClassification
+from . import longdoc, mlm
+from .heads import (LongformerForCausalLM, LongformerForMaskedLM, LongformerForQuestionAnswering,
+                    LongformerForSequenceClassification)
 from .model import LongformerConfig
 
 __all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "SpanExamples", "evaluate_task"]
@@ -45,16 +48,22 @@ DEFAULTS = {
                    "eval_batches": None, "ckpt_every": 250, "warmup": 100},
     "lm": {"steps": 1000, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250, "eval_batches": 10,
            "ckpt_every": 250, "warmup": 100},
+    "mlm": {"steps": 800, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 200, "eval_batches": 10,
+            "ckpt_every": 200, "warmup": 100},
 }
-# The model per task, on top of the tiny preset: the windows (w, w/2 keys each side) of each layer. genre:
-# CLS is global and reads every token, the band only builds local features. speaker-qa: the answer
-# (a speaker line) is a median 80 characters before the quoted line (p75 220), so four layers with
-# windows growing with depth, the paper's layout, give each token a reach of 16+32+64+128 = 240
-# characters on each side. lm: a causal band of 32 keys to the left (64 wide), and GPT's five-minute recipe
-# for a character model (models.gpt.recipe.MODEL): no dropout, N(0, 0.05) initial weights.
+# The model per task, on top of the tiny preset: the windows (w, w/2 keys each side) of each layer. The
+# encoder tasks share one shape, so that each can start from the masked-LM pretraining (--init): four
+# layers with windows growing with depth, the paper's layout, a reach of 16+32+64+128 = 240 characters on
+# each side. speaker-qa needs it: the answer (a speaker line) is a median 80 characters before the quoted
+# line (p75 220). genre: CLS is global and reads every token, the band builds the features it reads.
+# lm: a causal band of 32 keys to the left (64 wide), and GPT's five-minute recipe for a character model
+# (models.gpt.recipe.MODEL): no dropout, N(0, 0.05) initial weights; mlm the same settings for its encoder
+# (the tasks keep the preset's dropout 0.1 when fine-tuning it).
+ENCODER = {"n_layer": 4, "attention_window": [32, 64, 128, 256]}
 TINY_MODELS = {
-    "genre": {"attention_window": 32},
-    "speaker-qa": {"n_layer": 4, "attention_window": [32, 64, 128, 256]},
+    "genre": ENCODER,
+    "speaker-qa": ENCODER,
+    "mlm": {**ENCODER, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05},
     "lm": {"attention_window": 64, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05},
 }
 
@@ -172,9 +181,19 @@ class LongformerRecipe(Recipe):
             opts.task = tasks[meta["model"]]
             opts.full_attention = opts.full_attention or bool((meta.get("run") or {}).get("full_attention"))
         if opts.task is None:
-            raise ValueError("train longformer needs --task genre, speaker-qa or lm")
+            raise ValueError("train longformer needs --task genre, speaker-qa, lm or mlm")
         if opts.full_attention and opts.task != "lm":
             raise ValueError("--full-attention is for --task lm only (the full causal baseline)")
+        if (opts.init is not None or opts.no_global) and opts.task not in ("genre", "speaker-qa"):
+            raise ValueError("--init and --no-global are for --task genre and speaker-qa (the tasks with a head)")
+        if opts.init is not None:
+            if opts.resume:
+                raise ValueError("--init starts a fresh run; a resumed run already holds its weights (leave it out)")
+            from ..checkpoint import read_checkpoint
+
+            read_checkpoint(opts.init, expected_model="longformer-mlm")  # fail before the corpus loads
+        if opts.no_global and opts.resume:
+            raise ValueError("--no-global is part of the model: a resumed run keeps the checkpoint's (leave it out)")
         return TASKS[opts.task]
 
 
@@ -194,7 +213,8 @@ class _TaskRecipe(Recipe):
         LongformerConfig.preset(preset, vocab_size=2, pad_id=0)  # an unknown preset raises ValueError naming the choices
 
     def default_out(self, opts, preset):
-        suffix = "-full" if opts.full_attention else ""
+        suffix = ("-full" if opts.full_attention else "") + ("-init" if opts.init else "") + \
+            ("-noglobal" if opts.no_global else "")
         return os.path.join("runs", f"longformer-{self.task}{suffix}-{preset}")
 
     def defaults(self, opts):
@@ -211,10 +231,16 @@ class _TaskRecipe(Recipe):
         if preset == "tiny":
             overrides.update(TINY_MODELS[self.task])
         overrides.update(self.model_overrides(opts, settings))
+        if opts.no_global:
+            overrides["global_tokens"] = False
         return LongformerConfig.preset(preset, tokenizer.vocab_size, **overrides)
 
     def run_info(self, opts, preset):
         return {"preset": preset, "task": self.task, "full_attention": bool(opts.full_attention)}
+
+    def initialise(self, model, opts, tokenizer) -> dict:
+        """``--init CKPT``: the encoder from the masked-LM pretraining (models.longformer.mlm); what to record."""
+        return mlm.init_encoder(model, opts.init, tokenizer.to_dict())
 
     def check_resume(self, opts, config, run):
         if run.get("full_attention") is not None and bool(run["full_attention"]) != bool(opts.full_attention):
@@ -227,7 +253,8 @@ class _TaskRecipe(Recipe):
 
     def describe(self, opts, preset, config, kind):
         band = "full causal attention" if opts.full_attention else f"windows {config.attention_window}"
-        return f"Longformer {preset} ({kind}, {band}, max_len {config.max_len})"
+        extra = "" if config.global_tokens else ", no global token"
+        return f"Longformer {preset} ({kind}, {band}{extra}, max_len {config.max_len})"
 
     def scores(self, model, split_data, cfg) -> dict:
         raise NotImplementedError
@@ -235,6 +262,7 @@ class _TaskRecipe(Recipe):
     def report(self, model, splits, cfg, result, opts, preset, config, checkpoint_path):
         results = {"task": self.task, "model": self.kind(opts), "preset": preset,
                    "attention_window": config.attention_window, "full_attention": bool(opts.full_attention),
+                   "global_tokens": config.global_tokens, "init": result.get("run", {}).get("init"),
                    "step": result["step"], "max_len": config.max_len}
         for split in ("validation", "test", "held-out"):
             if split not in splits:
@@ -336,6 +364,23 @@ class LMRecipe(_TaskRecipe):
         return {"bpc": evaluate_bpc(model, split_data, cfg.batch_size, cfg.seq_len, cfg.final_eval_batches)}
 
 
+class MLMRecipe(_TaskRecipe):
+    """``--task mlm``: the encoder's masked-LM pretraining (models.longformer.mlm), the tasks' ``--init``."""
+
+    task = "mlm"
+    own_kinds = {"longformer-mlm": Kind(LongformerForMaskedLM, LongformerConfig, longdoc.LongdocTokenizer,
+                                        mlm.MaskedWindows, lm_step_shape)}
+
+    def prepare(self, corpus, tokenizer, config):
+        splits = {split: mlm.MaskedText(tokenizer.encode(getattr(corpus, split)), tokenizer.start_id,
+                                        tokenizer.mask_id, tokenizer.chars.vocab_size) for split in data.SPLITS}
+        return splits, f"train {len(splits['train']):,} chars, validation {len(splits['validation']):,} chars, " \
+                       f"{mlm.MASK_RATE:.0%} masked"
+
+    def scores(self, model, split_data, cfg):
+        return {"mlm_bpc": mlm.masked_bpc(model, split_data, cfg.batch_size, cfg.seq_len, cfg.final_eval_batches)}
+
+
 #: ``--task`` -> its recipe.
-TASKS = {"genre": GenreRecipe(), "speaker-qa": SpeakerQARecipe(), "lm": LMRecipe()}
+TASKS = {"genre": GenreRecipe(), "speaker-qa": SpeakerQARecipe(), "lm": LMRecipe(), "mlm": MLMRecipe()}
 RECIPE = LongformerRecipe()

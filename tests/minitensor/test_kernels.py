@@ -328,7 +328,7 @@ def test_an_unknown_formula_lists_the_known_ones():
         kernels.formula("no such formula")
 
 
-# ------------------------------------------------------------------ formulas with no CPU kernel here
+# ------------------------------------------------------------------ erf and scatter_add
 
 @pytest.mark.parametrize("shape", [(), (3,), (2, 3)])
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -339,6 +339,20 @@ def test_erf_formula_is_exact(shape, dtype):
     assert isinstance(out, np.ndarray) and out.shape == shape and out.dtype == dtype
     expected = np.array([math.erf(v) for v in x.reshape(-1).tolist()]).reshape(shape)
     np.testing.assert_allclose(out, expected, rtol=1e-6 if dtype == np.float32 else 1e-15)
+
+
+def test_erf_kernel_is_within_one_float32_ulp_everywhere():
+    x = np.concatenate([np.linspace(-12, 12, 400_001), [0.0, -0.0, 1e-30, -1e-30, 0.4999999, 0.5000001, np.inf, -np.inf]])
+    x = x.astype(np.float32)
+    kernel = next(k for k in kernels.registered() if k.name == "erf" and k.device == "cpu")
+    got = kernel.fn(x)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    exact = np.array([math.erf(v) for v in x.astype(np.float64).tolist()])
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert (np.abs(got - exact) <= ulp).all(), float((np.abs(got - exact) / ulp).max())
+    assert np.array_equal(np.signbit(got), np.signbit(x))  # odd, -0.0 included
+    x64 = np.linspace(-3, 3, 7)  # float64 needs more digits than the fit: the formula's own values
+    np.testing.assert_array_equal(kernel.fn(x64), kernels.formula("erf")(x64))
 
 
 def test_scatter_add_accumulates_repeated_indices():

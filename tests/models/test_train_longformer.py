@@ -44,6 +44,7 @@ def assert_one_line_error(proc, *fragments):
     ("genre", "accuracy", ["majority"]),
     ("speaker-qa", "exact_match", ["most_frequent_speaker", "first_speaker"]),
     ("lm", "bpc", []),
+    ("mlm", "mlm_bpc", []),
 ])
 def test_each_task_trains_end_to_end(tmp_path, task, metric, baselines):
     proc = cli("train", "longformer", "--task", task, *TOY, "--steps", "3", "--eval-every", "2", "--out", str(tmp_path))
@@ -62,12 +63,15 @@ def test_each_task_trains_end_to_end(tmp_path, task, metric, baselines):
     if task == "lm":
         assert 4.0 < results["test"]["bpc"] < 8.0  # 3 steps from a random init: about log2(vocabulary)
         assert results["attention_window"] == [64, 64] and not results["full_attention"]
+    elif task == "mlm":
+        assert 4.0 < results["test"]["mlm_bpc"] < 8.0
+        assert results["attention_window"] == [32, 64, 128, 256]
     else:
         assert 0.0 <= results["test"][metric] <= 1.0
         held_out = results["held-out"]  # validation + test, scored together (capped at 2 batches here)
         assert 0.0 <= held_out[metric] <= 1.0 and all(0.0 <= held_out[b] <= 1.0 for b in baselines)
-        want = {"genre": [32, 32], "speaker-qa": [32, 64, 128, 256]}[task]
-        assert results["attention_window"] == want
+        assert results["attention_window"] == [32, 64, 128, 256]  # one encoder shape, for --init
+        assert results["global_tokens"] and results["init"] is None
     _, meta = ck.read_checkpoint(tmp_path)
     assert meta["model"] == lf_recipe.TASKS[task].kind(None)
 
@@ -124,6 +128,10 @@ def test_usage_errors_are_one_line():
     assert_one_line_error(cli("train", "longformer", "--task", "genre", "--full-attention"), "--task lm only")
     assert_one_line_error(cli("train", "gpt", "--task", "genre"), "longformer only")
     assert_one_line_error(cli("train", "longformer", "--task", "lm", "--mem-len", "8"), "txl only")
+    assert_one_line_error(cli("train", "longformer", "--task", "lm", "--no-global"), "genre and speaker-qa")
+    assert_one_line_error(cli("train", "longformer", "--task", "mlm", "--init", "x"), "genre and speaker-qa")
+    assert_one_line_error(cli("train", "gpt", "--init", "x"), "longformer only", "finetune --init")
+    assert_one_line_error(cli("train", "longformer", "--task", "genre", "--init", "/nonexistent"), "no checkpoint")
 
 
 def _toy_qa(n=6):

@@ -31,25 +31,16 @@ Writes the runs to ``benchmarks/out/longformer_window_ablation/VARIANT-sSEED`` a
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy: one BLAS thread per process
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MINITENSOR_NUM_THREADS", "1")  # minitensor's own threads (minitensor/kernels/threads.py)
+from one_thread import OUT_DIR  # first: one thread per process, set before NumPy loads
 
 import argparse
 import json
-import sys
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 import numpy as np
 
-OUT_DIR = os.path.join(ROOT, "benchmarks", "out")
 N_LAYER, N_HEAD = 4, 4
 #: variant -> (windows per layer, dilation per layer: one int per head). Every row's windows sum to 320.
 VARIANTS = {

@@ -28,25 +28,16 @@ Writes the runs to ``benchmarks/out/txl_ablation/{relative,absolute}`` and the f
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy: one BLAS thread per process
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MINITENSOR_NUM_THREADS", "1")  # minitensor's own threads (minitensor/kernels/threads.py)
+from one_thread import OUT_DIR  # first: one thread per process, set before NumPy loads
 
 import argparse
 import json
-import sys
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 import numpy as np
 
-OUT_DIR = os.path.join(ROOT, "benchmarks", "out")
 MEM_LENS = (0, 32, 64, 128, 256, 512)
 DEFAULT_LR = 3e-3  # `python -m models train`'s
 

@@ -318,8 +318,8 @@ print(f"\nlesson 13 ran in {time.perf_counter() - LESSON_START:.1f} s")
 # 2. **`task_global_mask(task, ids, pad_id, sep_id)`** (section 4): the global tokens of each
 #    task, padding never global.
 #
-# If you want more: add dilation to `global_attention_dense`; or train the genre task twice
-# (`python -m models train longformer --task genre`), once with CLS global and once without
-# (edit the head), and compare the accuracy.
+# If you want more: add dilation to `global_attention_dense`; or train the genre task twice,
+# `python -m models train longformer --task genre` and the same with `--no-global` (CLS then reads
+# only its window), and compare the accuracy with the README's.
 #
 # Check your work with `pytest -m lesson13 -x` (from the repository's root; `-x` stops at the first failure).

@@ -30,6 +30,7 @@ from .. import checkpoint, data
 from ..evaluate import eval_mode, model_device
 from .heads import LongformerForMaskedLM
 from .model import LongformerConfig
+from .positions import repeat_positions
 
 __all__ = ["MASK_RATE", "MaskedText", "MaskedWindows", "init_encoder", "mask_tokens", "masked_bpc"]
 
@@ -142,15 +143,11 @@ def init_encoder(model, path, tokenizer_dict: dict) -> dict:
     config = model.config
     state, meta = check_pretrained(path, tokenizer_dict, config)
     weights, _ = checkpoint.split_state(state)
-    pre_len = meta["model_config"]["max_len"]
-    offset = config.pad_id + 1  # RoBERTa's: rows below it are the padding's
     loaded = {}
     for name, p in model.longformer.named_parameters():
         key = "longformer." + name
-        if name == "embeddings.position_embeddings.weight":
-            old = weights[key]  # (pre_len + offset, d)
-            rows = offset + np.arange(config.max_len) % pre_len  # the pretrained positions, repeated
-            value = np.concatenate([old[:offset], old[rows]])
+        if name == "embeddings.position_embeddings.weight":  # the pretrained positions, repeated
+            value = repeat_positions(weights[key], config.pad_id, config.max_len)
         elif "_global." in name:  # query_global.weight <- query.weight: pretraining made no token global
             value = weights[key.replace("_global.", ".")]
         else:

@@ -83,8 +83,13 @@ class Examples:
     def loss(self, model, b: dict):
         raise NotImplementedError
 
+    def weights(self):
+        """The probability of drawing each training example (None: all equally likely)."""
+        return None
+
     def step_loss(self, model):
-        index = self.rng.choice(len(self.examples), size=min(self.cfg.batch_size, len(self.examples)), replace=False)
+        index = self.rng.choice(len(self.examples), size=min(self.cfg.batch_size, len(self.examples)), replace=False,
+                                p=self.weights())
         b = self.examples.batch(index)  # (B, T) ids, padding_mask ...
         return self.loss(model, b), int(b["padding_mask"].sum())  # tokens read this step
 
@@ -101,9 +106,16 @@ class Examples:
 
 
 class GenreExamples(Examples):
-    """Scenes -> genre: cross-entropy of the CLS logits."""
+    """Scenes -> genre: cross-entropy of the CLS logits. Every genre is drawn equally often (a scene of a
+    genre with n training scenes has weight 1/n): the held-out plays are one per genre, and drawn as they
+    come, a third of the batches are histories, the one answer the model then learns to give."""
 
     score = "accuracy"
+
+    def weights(self):
+        counts = np.bincount(self.examples.labels)
+        w = 1.0 / counts[self.examples.labels]
+        return w / w.sum()
 
     def loss(self, model, b):
         return model.loss(b["ids"], b["labels"], padding_mask=b["padding_mask"])

@@ -146,7 +146,7 @@ def test_batches_are_right_padded_with_the_pad_token():
     enc = longdoc.encode_qa(qa["train"], tok)
     b = enc.batch([0, 1, 2])
     T = max(len(enc.ids[i]) for i in range(3))
-    assert b["ids"].shape == (3, T) and tok.pad_id == tok.vocab_size - 1
+    assert b["ids"].shape == (3, T) and tok.pad_id == tok.vocab_size - 2 and tok.mask_id == tok.vocab_size - 1
     for row, i in enumerate(range(3)):
         n = len(enc.ids[i])
         np.testing.assert_array_equal(b["ids"][row, :n], enc.ids[i])

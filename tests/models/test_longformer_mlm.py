@@ -1,4 +1,5 @@
-"""The Longformer's masked-LM pretraining (models/longformer/mlm.py) and `--init` into the task models."""
+"""The Longformer's masked-LM pretraining (models/longformer/mlm.py), `--init` into the task models, and the
+paper's repeated positions for longer documents (models/longformer/positions.py)."""
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from models import train as tr
 from models.longformer import recipe as lf_recipe
 from models.longformer import LongformerConfig, mlm
 from models.longformer.heads import LongformerForMaskedLM, LongformerForSequenceClassification
+from models.longformer.positions import repeat_positions, with_max_len
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 V_CHARS = 10  # ids 0..9 characters; 10 <s>, 11 $, 12 <pad>, 13 <mask>
@@ -161,3 +163,25 @@ def test_pretrain_then_fine_tune_from_the_command_line(tmp_path):
     assert not model.config.global_tokens and model.config.max_len == 128
     resumed = cli("train", "longformer", "--task", "genre", "--resume", "--init", str(pre), "--out", str(task))
     assert resumed.returncode == 2 and "fresh run" in resumed.stderr
+
+
+def test_repeat_positions_keeps_the_offset_rows_and_repeats_the_learnt_ones():
+    table = np.arange(7 * 2).reshape(7, 2)  # pad_id 2: rows 0-2 offset, 4 learnt positions
+    out = repeat_positions(table, pad_id=2, max_len=10)
+    np.testing.assert_array_equal(out[:3], table[:3])
+    np.testing.assert_array_equal(out[3:], table[[3, 4, 5, 6, 3, 4, 5, 6, 3, 4]])
+    np.testing.assert_array_equal(repeat_positions(table, 2, 2), table[:5])  # shorter: cut
+    with pytest.raises(ValueError, match="no position"):
+        repeat_positions(table[:3], pad_id=2, max_len=4)
+
+
+def test_with_max_len_reads_longer_documents_and_keeps_the_short_ones_identical():
+    model = LongformerForSequenceClassification(config(max_len=12), num_labels=3, rng=4).eval()
+    ids = np.random.default_rng(0).integers(0, V_CHARS, (2, 12))
+    longer = with_max_len(model, 40)
+    assert longer.config.max_len == 40 and model.config.max_len == 12
+    np.testing.assert_array_equal(longer(ids).data, model(ids).data)  # same positions, same weights
+    long_ids = np.random.default_rng(1).integers(0, V_CHARS, (2, 40))
+    assert longer(long_ids).shape == (2, 3)
+    with pytest.raises(ValueError, match="max_len=12"):
+        model(long_ids)

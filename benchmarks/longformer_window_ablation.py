@@ -25,8 +25,9 @@ then is scored in bits per character over the whole test split (contiguous windo
 position predicted). ``--seeds 0,1`` repeats every variant per seed and reports the mean and the
 spread, because the paper's differences (0.01-0.03 bpc) are of the order of one seed's noise.
 
-Run: ``python benchmarks/longformer_window_ablation.py [--steps 1000] [--seeds 0] [--jobs 2]``.
-Writes the runs to ``benchmarks/out/longformer_window_ablation/VARIANT-sSEED`` and the figures to
+Run: ``python benchmarks/longformer_window_ablation.py [--steps 1000] [--seeds 0,1] [--jobs 2] [--reuse]``.
+Writes the runs to ``benchmarks/out/longformer_window_ablation/VARIANT-sSEED`` (each with its ``run.json``,
+which ``--reuse`` reads back) and the figures to
 ``benchmarks/out/longformer_window_ablation.json``.
 """
 from __future__ import annotations
@@ -61,8 +62,19 @@ def reach(windows, dilation) -> int:
     return sum(w // 2 * max(d if isinstance(d, list) else [d]) for w, d in zip(windows, dil))
 
 
-def train_one(variant, seed, steps):
-    """Train ``variant`` with ``seed``; its test bpc over the whole test split and its timings."""
+def _run_dir(variant, seed):
+    return os.path.join(OUT_DIR, "longformer_window_ablation", f"{variant}-s{seed}")
+
+
+def train_one(variant, seed, steps, reuse=False):
+    """Train ``variant`` with ``seed``; its test bpc over the whole test split and its timings (``reuse``:
+    read them from an earlier run of the same steps instead, when there is one)."""
+    record = os.path.join(_run_dir(variant, seed), "run.json")
+    if reuse and os.path.exists(record):
+        with open(record, encoding="utf-8") as f:
+            done = json.load(f)
+        if done["steps"] == steps:
+            return done
     from models import data
     from models.evaluate import evaluate_bpc
     from models.longformer import LongformerConfig
@@ -79,17 +91,20 @@ def train_one(variant, seed, steps):
     cfg = TrainConfig(steps=steps, batch_size=BATCH, seq_len=SEQ_LEN, lr=LR, warmup=min(100, steps // 5),
                       eval_every=steps, eval_batches=10, ckpt_every=steps, seed=seed)
     model = LongformerForCausalLM(config, rng=np.random.default_rng(seed))
-    out = os.path.join(OUT_DIR, "longformer_window_ablation", f"{variant}-s{seed}")
+    out = _run_dir(variant, seed)
     t0 = time.perf_counter()
     result = train(model, tok.encode(corpus.train), tok.encode(corpus.validation), cfg, out,
                    tokenizer_dict=tok.to_dict(), model_config_dict=config.to_dict(), overwrite=True, log=lambda *a: None)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     test_bpc = evaluate_bpc(model, tok.encode(corpus.test), BATCH, SEQ_LEN)
-    return {"variant": variant, "seed": seed, "windows": windows, "dilation": config.dilation,
+    done = {"variant": variant, "seed": seed, "steps": steps, "windows": windows, "dilation": config.dilation,
             "reach": reach(windows, dilation), "parameters": model.num_parameters(), "train_s": train_s,
             "s_per_step": train_s / steps, "last_train_loss_bits": result["loss"] / np.log(2),
             "test_bpc": test_bpc, "eval_s": time.perf_counter() - t0}
+    with open(record, "w", encoding="utf-8") as f:
+        json.dump(done, f, indent=1)
+    return done
 
 
 def main(argv=None):
@@ -98,6 +113,8 @@ def main(argv=None):
     p.add_argument("--seeds", default="0", help="comma-separated seeds; every variant runs once per seed (default: 0)")
     p.add_argument("--only", default=None, help="comma-separated variants (default: all of them)")
     p.add_argument("--jobs", type=int, default=2, help="processes at once, one BLAS thread each (default: 2)")
+    p.add_argument("--reuse", action="store_true",
+                   help="take a variant and seed already trained for --steps from its run.json instead of training it")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = list(VARIANTS) if args.only is None else args.only.split(",")
@@ -107,7 +124,7 @@ def main(argv=None):
     jobs = [(v, s) for v in variants for s in seeds]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(train_one, *zip(*jobs), [args.steps] * len(jobs)))
+        runs = list(pool.map(train_one, *zip(*jobs), [args.steps] * len(jobs), [args.reuse] * len(jobs)))
     print(f"Longformer char-LM window ablation: {N_LAYER} layers, d 64, {N_HEAD} heads, causal, {args.steps} steps "
           f"x {BATCH} x {SEQ_LEN}, peak lr {LR:g}, seeds {seeds}; test bpc over the whole test split\n")
     print("| variant | windows | dilation (layers 3, 4) | reach (chars back) | s/step | test bpc | paper (text8 dev) |")

@@ -5,7 +5,7 @@
     python -m models train gpt --preset tiny --resume        # then continue exactly where it stopped
     python -m models train gpt --preset tiny --overwrite     # start runs/gpt-tiny afresh (refused without it)
     python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
-    python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, lm)
+    python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, lm, mlm)
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
     python -m models sample --hf openai-gpt --prompt "the king said"   # a Hugging Face GPT-1 directory
     python -m models evaluate --ckpt runs/txl-tiny           # test bpc: cached (txl) or sliding window (gpt)

@@ -303,6 +303,9 @@ for n_global in (0, 1, 16, 64, 128):
 # matrix products, cheaper per score than the band's blocks, so the measured growth is
 # below $(w + 2G)/w$). For the tasks of this project (`python -m models train longformer
 # --task genre|speaker-qa`), the README's table gives the results beside their baselines.
+# A global token only helps a model that has learnt to use what it reads: on the genre task
+# our small model scores 0.257 on the held-out scenes with CLS global and 0.239 with it local
+# (`--no-global`), because it decides from the scene's first characters either way.
 
 # %%
 print(f"\nlesson 13 ran in {time.perf_counter() - LESSON_START:.1f} s")

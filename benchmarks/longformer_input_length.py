@@ -20,6 +20,7 @@ import json
 import os
 import time
 
+import figures
 import numpy as np
 
 
@@ -50,13 +51,8 @@ def scores(ckpt, lengths):
 
 
 def plot(result, path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"note: matplotlib is not installed, skipping {path}")
+    plt = figures.pyplot(path)
+    if plt is None:
         return
     rows = result["rows"]
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -65,11 +61,7 @@ def plot(result, path):
     ax.set_xticks(range(len(rows)), [str(r["length"]) for r in rows])
     ax.set_xlabel(f"characters of the scene given (trained on at most {result['trained_max_len']})")
     ax.set_ylabel("held-out accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(plt, fig, ax, path)
 
 
 def main(argv=None):

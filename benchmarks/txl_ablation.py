@@ -36,6 +36,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+import figures
 import numpy as np
 
 MEM_LENS = (0, 32, 64, 128, 256, 512)
@@ -98,13 +99,8 @@ def eval_mem_len(mem_len, eval_chars, lr=DEFAULT_LR):
 
 
 def plot(rows, path, train_mem):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(f"note: matplotlib is not installed, skipping {path}")
+    plt = figures.pyplot(path)
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot([r["mem_len"] for r in rows], [r["test_bpc"] for r in rows], "o-")
@@ -114,11 +110,7 @@ def plot(rows, path, train_mem):
     ax.set_xlabel("memory length at evaluation")
     ax.set_ylabel("test bpc (cached)")
     ax.set_title(f"Transformer-XL tiny (relative), trained with memory {train_mem}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(plt, fig, ax, path)
 
 
 def main(argv=None):

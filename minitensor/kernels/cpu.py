@@ -240,9 +240,9 @@ _ERF_SERIES = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) * 2 / math.sqr
 
 @register("erf", exact=False)
 def erf(x):
-    """:func:`minitensor.ops.unary.erf` for float32 arrays without a Python call per entry: the series below
-    |x| = 1/2, 1 - erfc by the fit above it, in float64, within about one float32 ulp of ``math.erf`` (tested).
-    Other dtypes take the formula (float64 needs more digits than the fit has)."""
+    """:func:`minitensor.ops.unary.erf` for float32 arrays without a Python call per entry: the series for
+    magnitudes below 1/2, 1 - erfc by the fit above, in float64, within one float32 ulp of ``math.erf``
+    (tested). Other dtypes take the formula (float64 needs more digits than the fit has)."""
     if x.dtype != np.float32:
         from . import formula  # noqa: PLC0415  (the package imports this module)
 

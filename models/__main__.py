@@ -5,7 +5,7 @@
     python -m models train gpt --preset tiny --resume        # then continue exactly where it stopped
     python -m models train gpt --preset tiny --overwrite     # start runs/gpt-tiny afresh (refused without it)
     python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
-    python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, lm, mlm)
+    python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, speaks, first-line, lm, mlm)
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
     python -m models sample --hf openai-gpt --prompt "the king said"   # a Hugging Face GPT-1 directory
     python -m models evaluate --ckpt runs/txl-tiny           # test bpc: cached (txl) or sliding window (gpt)
@@ -83,15 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Pretrain a model on the Shakespeare corpus (train split); report validation "
                                    "bits per character. Writes checkpoint.npz, metrics.jsonl and loss.png to --out.")
     t.add_argument("model", help="which model to train: gpt, txl (Transformer-XL) or longformer (with --task)")
-    t.add_argument("--task", choices=["genre", "speaker-qa", "lm", "mlm"],
-                   help="longformer only: scene -> genre, speaker-qa (span of the speaker's name), lm "
+    t.add_argument("--task", choices=["genre", "speaker-qa", "speaks", "first-line", "lm", "mlm"],
+                   help="longformer only: scene -> genre, speaker-qa (span of the speaker's name), speaks (does "
+                        "the named character speak in the scene), first-line (span of their first line), lm "
                         "(character language model with a causal band) or mlm (masked-LM pretraining of the "
                         "encoder, for --init)")
     t.add_argument("--init", metavar="CKPT",
-                   help="longformer --task genre or speaker-qa: start the encoder from a --task mlm run "
+                   help="longformer --task genre, speaker-qa, speaks or first-line: start the encoder from a --task mlm run "
                         "(its directory or checkpoint.npz); the head starts fresh")
     t.add_argument("--no-global", action="store_true",
-                   help="longformer --task genre or speaker-qa: make no token global (CLS, the question): "
+                   help="longformer --task genre, speaker-qa, speaks or first-line: make no token global (CLS, the question): "
                         "the ablation of global attention")
     t.add_argument("--full-attention", action="store_true",
                    help="longformer --task lm only: a band of 2 x --seq-len, i.e. full causal attention (the baseline)")

@@ -46,7 +46,7 @@ class _ClassificationHead(nn.Module):
 
 class LongformerForSequenceClassification(nn.Module):
     """Encoder + classification head on position 0 (CLS, ``<s>``), which is made global automatically
-    (the paper's choice for classification). ``forward(ids, global_mask=None, padding_mask=None)`` -> logits
+    (the paper's choice for classification), beside the tokens ``global_mask`` marks (a question's). ``forward(ids, global_mask=None, padding_mask=None)`` -> logits
     (B, num_labels); ``loss(ids, labels, ...)`` the mean cross-entropy."""
 
     def __init__(self, config: LongformerConfig, num_labels: int, rng=None, *, dtype=np.float32):
@@ -64,7 +64,8 @@ class LongformerForSequenceClassification(nn.Module):
         shape = np.shape(ids.data if isinstance(ids, mt.Tensor) else ids)
         g = bool_mask(global_mask, shape, "global_mask")
         g = np.zeros(shape, bool) if g is None else g.copy()
-        g[:, 0] = self.config.global_tokens  # CLS is global (not in the global_tokens=False ablation)
+        g[:, 0] = True  # CLS is global
+        g = g if self.config.global_tokens else None  # the global_tokens=False ablation: every token local
         h = self.longformer(ids, global_mask=g, padding_mask=padding_mask)  # (B, T, d)
         return self.classifier(h[:, 0])  # (B, num_labels)
 

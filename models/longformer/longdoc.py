@@ -266,12 +266,13 @@ def qa_baselines(examples: list) -> dict:
 
 @dataclass
 class Encoded:
-    """A task's examples as token ids, ready for batching. ``kind``: "genre" or "speaker-qa".
+    """A task's examples as token ids, ready for batching. ``kind``: "classification" (genre, speaks) or
+    "span" (speaker-qa, first-line).
 
-    ``ids[i]``: 1-D int64. genre: ``labels[i]`` an index into GENRES. speaker-qa: ``n_question[i]``
-    tokens of ``<s> question $`` first, ``starts[i]``/``ends[i]`` the answer's first and LAST token
-    (inclusive) in ``ids[i]``. ``pad_id``: the Longformer's pad token. ``baselines``: the task's
-    baselines on these examples (majority class; most frequent / first speaker)."""
+    ``ids[i]``: 1-D int64. classification: ``labels[i]`` the class index. With a question (speaks, the
+    span tasks): ``n_question[i]`` tokens of ``<s> question $`` first. span: ``starts[i]``/``ends[i]`` the
+    answer's first and LAST token (inclusive) in ``ids[i]``, ``max_answer_len`` the longest span decoded.
+    ``pad_id``: the Longformer's pad token. ``baselines``: the task's baselines on these examples."""
 
     kind: str
     ids: list
@@ -280,14 +281,15 @@ class Encoded:
     n_question: np.ndarray | None = None
     starts: np.ndarray | None = None
     ends: np.ndarray | None = None
+    max_answer_len: int = 30
     baselines: dict = field(default_factory=dict)  # name -> score on these examples, reported beside the model
 
     def __len__(self):
         return len(self.ids)
 
     def batch(self, index) -> dict:
-        """Right-padded arrays of the examples ``index``: ids, padding_mask, and labels or
-        question_mask/starts/ends. The length is the batch's longest example."""
+        """Right-padded arrays of the examples ``index``: ids, padding_mask, and (those the task has)
+        labels, question_mask, starts/ends. The length is the batch's longest example."""
         index = np.asarray(index)
         seqs = [self.ids[i] for i in index]
         T = max(len(s) for s in seqs)
@@ -295,10 +297,11 @@ class Encoded:
         for b, s in enumerate(seqs):
             ids[b, :len(s)] = s  # right padding: real tokens keep their positions
         out = {"ids": ids, "padding_mask": ids != self.pad_id}
-        if self.kind == "genre":
+        if self.labels is not None:
             out["labels"] = self.labels[index]
-        else:
+        if self.n_question is not None:
             out["question_mask"] = np.arange(T)[None, :] < self.n_question[index][:, None]  # (B, T)
+        if self.starts is not None:
             out["starts"], out["ends"] = self.starts[index], self.ends[index]
         return out
 
@@ -310,10 +313,10 @@ def encode_genre(examples: list, tok: LongdocTokenizer, max_len: int) -> tuple:
         n_cut += len(ex["text"]) > max_len - 1
         ids.append(np.concatenate([[tok.start_id], tok.encode(ex["text"][:max_len - 1])]).astype(np.int64))
     labels = np.array([GENRES.index(ex["label"]) for ex in examples], dtype=np.int64)
-    return Encoded("genre", ids, tok.pad_id, labels=labels), n_cut
+    return Encoded("classification", ids, tok.pad_id, labels=labels), n_cut
 
 
-def encode_qa(examples: list, tok: LongdocTokenizer) -> Encoded:
+def encode_qa(examples: list, tok: LongdocTokenizer, max_answer_len: int = 30) -> Encoded:
     """``<s> question $ context``; the answer's character span moved by ``len(question) + 2``."""
     ids, nq, starts, ends = [], [], [], []
     for ex in examples:
@@ -322,5 +325,5 @@ def encode_qa(examples: list, tok: LongdocTokenizer) -> Encoded:
         nq.append(len(q) + 2)
         starts.append(len(q) + 2 + ex["answer_start"])
         ends.append(len(q) + 2 + ex["answer_end"] - 1)  # inclusive
-    return Encoded("speaker-qa", ids, tok.pad_id, n_question=np.array(nq), starts=np.array(starts),
-                   ends=np.array(ends))
+    return Encoded("span", ids, tok.pad_id, n_question=np.array(nq), starts=np.array(starts),
+                   ends=np.array(ends), max_answer_len=max_answer_len)

@@ -30,7 +30,7 @@ from .. import data
 from ..evaluate import eval_mode, evaluate_bpc
 from ..gpt.recipe import RandomWindows
 from ..recipe import Kind, Recipe
-from . import longdoc, mlm
+from . import cast_tasks, longdoc, mlm
 from .heads import (LongformerForCausalLM, LongformerForMaskedLM, LongformerForQuestionAnswering,
                     LongformerForSequenceClassification)
 from .model import LongformerConfig
@@ -44,6 +44,10 @@ __all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "
 DEFAULTS = {
     "genre": {"steps": 400, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 100, "eval_batches": None,
               "ckpt_every": 100, "warmup": 100},
+    "speaks": {"steps": 600, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 100, "eval_batches": None,
+               "ckpt_every": 100, "warmup": 100},
+    "first-line": {"steps": 1000, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 250,
+                   "eval_batches": None, "ckpt_every": 250, "warmup": 100},
     "speaker-qa": {"steps": 1500, "batch_size": 8, "seq_len": 1024, "lr": 1e-3, "eval_every": 250,
                    "eval_batches": None, "ckpt_every": 250, "warmup": 100},
     "lm": {"steps": 1000, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250, "eval_batches": 10,
@@ -63,6 +67,8 @@ ENCODER = {"n_layer": 4, "attention_window": [32, 64, 128, 256]}
 TINY_MODELS = {
     "genre": ENCODER,
     "speaker-qa": ENCODER,
+    "speaks": ENCODER,
+    "first-line": ENCODER,
     "mlm": {**ENCODER, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05},
     "lm": {"attention_window": 64, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05},
 }
@@ -101,17 +107,17 @@ class Examples:
 
 
 class GenreExamples(Examples):
-    """Scenes -> genre: cross-entropy of the CLS logits. (Drawing every genre equally often was tried and
-    measured worse: README.)"""
+    """Classification (genre, speaks): cross-entropy of the CLS logits; a question's tokens (speaks) are
+    global beside CLS. (Drawing every genre equally often was tried and measured worse: README.)"""
 
     score = "accuracy"
 
     def loss(self, model, b):
-        return model.loss(b["ids"], b["labels"], padding_mask=b["padding_mask"])
+        return model.loss(b["ids"], b["labels"], global_mask=b.get("question_mask"), padding_mask=b["padding_mask"])
 
 
 class SpanExamples(Examples):
-    """Speaker QA: cross-entropy of the span's start and end."""
+    """Span extraction (speaker-qa, first-line): cross-entropy of the span's start and end."""
 
     score = "exact_match"
 
@@ -119,34 +125,35 @@ class SpanExamples(Examples):
         return model.loss(b["ids"], b["question_mask"], b["starts"], b["ends"], padding_mask=b["padding_mask"])
 
 
-def _genre_hits(model, b) -> int:
-    logits = to_numpy(model(b["ids"], padding_mask=b["padding_mask"]).data)  # (B, C)
-    return int((logits.argmax(axis=-1) == b["labels"]).sum())
+def _class_hits(model, b, examples) -> int:
+    logits = to_numpy(model(b["ids"], global_mask=b.get("question_mask"), padding_mask=b["padding_mask"]).data)
+    return int((logits.argmax(axis=-1) == b["labels"]).sum())  # logits (B, C)
 
 
-def _span_hits(model, b) -> int:
+def _span_hits(model, b, examples) -> int:
     hits = 0
-    spans = np.asarray(model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"]))
+    spans = np.asarray(model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"],
+                                           max_answer_len=examples.max_answer_len))
     for row, (s, e), gs, ge in zip(b["ids"], spans, b["starts"], b["ends"]):  # spans (B, 2), inclusive
         hits += s >= 0 and np.array_equal(row[s:e + 1], row[gs:ge + 1])  # the same text
     return hits
 
 
 #: ``Encoded.kind`` -> the number of right answers in a batch.
-_HITS = {"genre": _genre_hits, "speaker-qa": _span_hits}
+_HITS = {"classification": _class_hits, "span": _span_hits}
 
 
 def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches: int | None = None) -> float:
-    """Accuracy (genre: the argmax label) or exact match (speaker-qa: the predicted span's TEXT equals the
-    answer's, as SQuAD scores it — any header of the right speaker counts, which is also how the baselines
-    are scored) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
+    """Accuracy (classification: the argmax label) or exact match (span: the predicted span's TEXT equals
+    the answer's, as SQuAD scores it — for speaker-qa any header of the right speaker counts, which is also
+    how the baselines are scored) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
     hits, count = 0, 0
     with eval_mode(model):
         for i, lo in enumerate(range(0, len(examples), batch_size)):
             if max_batches is not None and i >= max_batches:
                 break
             index = np.arange(lo, min(lo + batch_size, len(examples)))
-            hits += _HITS[examples.kind](model, examples.batch(index))
+            hits += _HITS[examples.kind](model, examples.batch(index), examples)
             count += len(index)
     if count == 0:
         raise ValueError("evaluate_task: no examples to evaluate")
@@ -182,11 +189,11 @@ class LongformerRecipe(Recipe):
             opts.task = tasks[meta["model"]]
             opts.full_attention = opts.full_attention or bool((meta.get("run") or {}).get("full_attention"))
         if opts.task is None:
-            raise ValueError("train longformer needs --task genre, speaker-qa, lm or mlm")
+            raise ValueError(f"train longformer needs --task {', '.join(TASKS)}")
         if opts.full_attention and opts.task != "lm":
             raise ValueError("--full-attention is for --task lm only (the full causal baseline)")
-        if (opts.init is not None or opts.no_global) and opts.task not in ("genre", "speaker-qa"):
-            raise ValueError("--init and --no-global are for --task genre and speaker-qa (the tasks with a head)")
+        if (opts.init is not None or opts.no_global) and opts.task not in HEAD_TASKS:
+            raise ValueError(f"--init and --no-global are for --task {', '.join(HEAD_TASKS)} (the tasks with a head)")
         if opts.init is not None:
             if opts.resume:
                 raise ValueError("--init starts a fresh run; a resumed run already holds its weights (leave it out)")
@@ -346,6 +353,40 @@ class SpeakerQARecipe(_ExamplesRecipe):
         return encoded
 
 
+class SpeaksRecipe(_ExamplesRecipe):
+    """``--task speaks``: does the character the question names speak in the scene (models.longformer.cast_tasks)."""
+
+    task, unit = "speaks", "questions"
+    own_kinds = {"longformer-speaks": Kind(cast_tasks.LongformerSpeaks, LongformerConfig,
+                                           longdoc.LongdocTokenizer, GenreExamples, step_shape,
+                                           (len(cast_tasks.LABELS),))}
+
+    def build(self, corpus, config):
+        return cast_tasks.build_speaks(corpus, max_len=config.max_len)
+
+    def encode(self, split, examples, all_examples, tokenizer, config):
+        encoded = cast_tasks.encode_speaks(examples, tokenizer)
+        encoded.baselines = {"majority": longdoc.majority_baseline(all_examples["train"], examples),
+                             "cast_prior": cast_tasks.cast_prior(all_examples["train"], examples)}
+        return encoded
+
+
+class FirstLineRecipe(_ExamplesRecipe):
+    """``--task first-line``: the span of the first line the question's character speaks (models.longformer.cast_tasks)."""
+
+    task, unit = "first-line", "questions"
+    own_kinds = {"longformer-first-line": Kind(cast_tasks.LongformerFirstLine, LongformerConfig,
+                                               longdoc.LongdocTokenizer, SpanExamples, step_shape)}
+
+    def build(self, corpus, config):
+        return cast_tasks.build_first_line(corpus, max_len=config.max_len)
+
+    def encode(self, split, examples, all_examples, tokenizer, config):
+        encoded = longdoc.encode_qa(examples, tokenizer, max_answer_len=cast_tasks.LONGEST_LINE)
+        encoded.baselines = cast_tasks.first_line_baselines(examples)
+        return encoded
+
+
 class LMRecipe(_TaskRecipe):
     task = "lm"
     own_kinds = {"longformer-lm": Kind(LongformerForCausalLM, LongformerConfig, longdoc.LongdocTokenizer,
@@ -383,5 +424,7 @@ class MLMRecipe(_TaskRecipe):
 
 
 #: ``--task`` -> its recipe.
-TASKS = {"genre": GenreRecipe(), "speaker-qa": SpeakerQARecipe(), "lm": LMRecipe(), "mlm": MLMRecipe()}
+TASKS = {"genre": GenreRecipe(), "speaker-qa": SpeakerQARecipe(), "speaks": SpeaksRecipe(),
+         "first-line": FirstLineRecipe(), "lm": LMRecipe(), "mlm": MLMRecipe()}
+HEAD_TASKS = ("genre", "speaker-qa", "speaks", "first-line")  # the tasks with a head: --init, --no-global
 RECIPE = LongformerRecipe()

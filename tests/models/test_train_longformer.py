@@ -43,6 +43,8 @@ def assert_one_line_error(proc, *fragments):
 @pytest.mark.parametrize(("task", "metric", "baselines"), [
     ("genre", "accuracy", ["majority"]),
     ("speaker-qa", "exact_match", ["most_frequent_speaker", "first_speaker"]),
+    ("speaks", "accuracy", ["majority", "cast_prior"]),
+    ("first-line", "exact_match", ["first_speaker_line", "most_frequent_speaker_line"]),
     ("lm", "bpc", []),
     ("mlm", "mlm_bpc", []),
 ])
@@ -128,8 +130,8 @@ def test_usage_errors_are_one_line():
     assert_one_line_error(cli("train", "longformer", "--task", "genre", "--full-attention"), "--task lm only")
     assert_one_line_error(cli("train", "gpt", "--task", "genre"), "longformer only")
     assert_one_line_error(cli("train", "longformer", "--task", "lm", "--mem-len", "8"), "txl only")
-    assert_one_line_error(cli("train", "longformer", "--task", "lm", "--no-global"), "genre and speaker-qa")
-    assert_one_line_error(cli("train", "longformer", "--task", "mlm", "--init", "x"), "genre and speaker-qa")
+    assert_one_line_error(cli("train", "longformer", "--task", "lm", "--no-global"), "genre, speaker-qa, speaks, first-line")
+    assert_one_line_error(cli("train", "longformer", "--task", "mlm", "--init", "x"), "genre, speaker-qa, speaks, first-line")
     assert_one_line_error(cli("train", "gpt", "--init", "x"), "longformer only", "finetune --init")
     assert_one_line_error(cli("train", "longformer", "--task", "genre", "--init", "/nonexistent"), "no checkpoint")
 
@@ -152,7 +154,7 @@ def test_evaluate_task_exact_match_compares_the_span_text():
                        for ids, (s, e), gs, ge in zip(b["ids"], spans, enc.starts, enc.ends)])
     assert lf_recipe.evaluate_task(model, enc, batch_size=4) == pytest.approx(by_hand)  # batches of 4 and 2: padding differs
     gold = np.stack([enc.starts, enc.ends], axis=1)
-    model.predict_spans = lambda ids, qm, padding_mask=None: gold[:len(ids)]
+    model.predict_spans = lambda ids, qm, padding_mask=None, **kw: gold[:len(ids)]
     assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
     # Another header of the same speaker is the same answer text: it counts (SQuAD's exact match)
     b = enc.batch(np.arange(len(enc)))
@@ -161,12 +163,12 @@ def test_evaluate_task_exact_match_compares_the_span_text():
         name = ids[gs:ge + 1]
         hits = [i for i in range(len(ids) - len(name) + 1) if i != gs and np.array_equal(ids[i:i + len(name)], name)]
         elsewhere.append((hits[0], hits[0] + len(name) - 1) if hits else (gs, ge))
-    model.predict_spans = lambda ids, qm, padding_mask=None: np.array(elsewhere)[:len(ids)]
+    model.predict_spans = lambda ids, qm, padding_mask=None, **kw: np.array(elsewhere)[:len(ids)]
     assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 1.0
     # A span one character short is wrong; no span at all (-1, -1) is wrong
-    model.predict_spans = lambda ids, qm, padding_mask=None: (gold - [0, 1])[:len(ids)]
+    model.predict_spans = lambda ids, qm, padding_mask=None, **kw: (gold - [0, 1])[:len(ids)]
     assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
-    model.predict_spans = lambda ids, qm, padding_mask=None: np.full((len(ids), 2), -1)
+    model.predict_spans = lambda ids, qm, padding_mask=None, **kw: np.full((len(ids), 2), -1)
     assert lf_recipe.evaluate_task(model, enc, batch_size=len(enc)) == 0.0
 
 

@@ -1,0 +1,179 @@
+r"""Two tasks about who speaks in a scene: a character's NAME is the question, the scene is the document.
+
+``speaks`` (classification; CLS and the question's tokens global)
+    ``<s> NAME $ scene`` -> does NAME speak in this scene? "yes": one of the scene's speakers; "no":
+    a character who speaks elsewhere in the same play but not in this scene. Per scene, as many "yes"
+    as "no" (:data:`PER_SCENE` of each at most), so the majority class scores one half. The answer
+    is a ``NAME:`` header anywhere in the scene: a median 900 characters in for a speaker's first
+    speech, beyond 2,048 for a third of them (the training plays), so the model has to read the whole
+    scene, and CLS must gather what the whole scene says about the question.
+``first-line`` (span extraction; the question's tokens global)
+    ``<s> NAME $ scene`` -> the span of the first line NAME speaks in the scene (the line after their
+    first ``NAME:`` header). The model has to find the header that matches the question among the
+    scene's speakers, then mark the line under it.
+
+Both give a scene longer than the model allows as its first characters (what fits after the
+question) and ask only about speakers whose first speech (its header and, for first-line, its first
+line) lies in that part, so every label can be read from the input; "no" characters do not speak
+anywhere in the whole scene. The examples are drawn by a generator seeded by the task and the play
+(:func:`models.data.task_rng`), the same on every machine; the splits are by play, as everywhere.
+
+A program that looks for the line ``NAME:`` answers both exactly: the tasks measure whether the
+model LEARNS that search, from examples, across a whole scene. Baselines that do not read the scene
+for the question, reported beside the model: the majority class and the **cast prior** (``speaks``:
+"yes" when the character speaks in at least a fraction of its play's scenes, the fraction that
+scores best on the training examples), the **first speaker's** and the **most frequent speaker's**
+first line (``first-line``).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from .. import data
+from .heads import LongformerForQuestionAnswering, LongformerForSequenceClassification
+from .longdoc import Encoded, LongdocTokenizer, _speeches, corpus_scenes
+
+__all__ = ["PER_SCENE", "LongformerFirstLine", "LongformerSpeaks", "build_first_line", "build_speaks", "cast_prior",
+           "check_first_line_example", "encode_speaks", "first_line_baselines"]
+
+PER_SCENE = 3  # speaks: "yes" and "no" questions per scene (each); first-line: questions per scene (5 speakers
+# in a median scene): about 3,900 and 2,500 training questions
+LABELS = ("no", "yes")  # speaks' classes: label index 1 = the character speaks
+LONGEST_LINE = 64  # first-line's longest span decoded: the corpus' lines are at most 61 characters
+
+
+def _first_speeches(text: str) -> dict:
+    """NAME -> that speaker's first speech in ``text``, in the order the speakers first speak."""
+    first = {}
+    for sp in _speeches(text):
+        first.setdefault(text[sp.name_start:sp.name_end], sp)
+    return first
+
+
+def _room(max_len: int, name: str) -> int:
+    """Characters of the scene that fit after ``<s> NAME $`` in ``max_len`` tokens."""
+    return max_len - 2 - len(name)
+
+
+def _check_max_len(max_len: int, where: str) -> None:
+    if not isinstance(max_len, int) or max_len < 64:
+        raise ValueError(f"{where}: max_len must be an int >= 64 (room for a name and some of the scene), got {max_len!r}")
+
+
+def _plays(corpus, split):
+    """(play, its scenes, each scene's first speeches, the play's share of scenes per speaker)."""
+    by_play = {}
+    for scene in corpus_scenes(corpus, split):
+        by_play.setdefault(scene.play, []).append(scene)
+    for play, play_scenes in by_play.items():
+        firsts = [_first_speeches(s.text) for s in play_scenes]
+        share = Counter(name for f in firsts for name in f)
+        yield play, play_scenes, firsts, {name: n / len(play_scenes) for name, n in share.items()}
+
+
+def build_speaks(corpus: data.Corpus | None = None, max_len: int = 2048, per_scene: int = PER_SCENE) -> dict:
+    """``{split: [example]}``; an example: ``{"play", "scene", "question", "context", "label", "cast_share"}``,
+    label "yes" or "no", cast_share the fraction of the play's scenes in which the character speaks."""
+    corpus = corpus or data.load_shakespeare()
+    _check_max_len(max_len, "build_speaks")
+    out = {}
+    for split in data.SPLITS:
+        out[split] = []
+        for play, play_scenes, firsts, share in _plays(corpus, split):
+            rng = data.task_rng("speaks", play)
+            cast = sorted(share)
+            for scene, first in zip(play_scenes, firsts):
+                yes = [n for n, sp in first.items() if sp.name_end + 1 <= _room(max_len, n)]  # NAME: in the context
+                no = [n for n in cast if n not in first]
+                k = min(per_scene, len(yes), len(no))
+                for label, names in (("yes", yes), ("no", no)):
+                    for i in sorted(rng.choice(len(names), size=k, replace=False)) if k else []:
+                        name = names[i]
+                        out[split].append({"play": play, "scene": scene.index, "question": name,
+                                           "context": scene.text[:_room(max_len, name)], "label": label,
+                                           "cast_share": share[name]})
+    return out
+
+
+def cast_prior(train_examples: list, examples: list) -> float:
+    """Accuracy on ``examples`` of answering "yes" when ``cast_share`` >= a threshold, the threshold that
+    scores best on ``train_examples``: knowing the play's cast, not reading the scene."""
+    if not examples:
+        return float("nan")
+
+    def accuracy(exs, t):
+        return sum((e["cast_share"] >= t) == (e["label"] == "yes") for e in exs) / len(exs)
+
+    best = max(sorted({e["cast_share"] for e in train_examples}), key=lambda t: accuracy(train_examples, t))
+    return accuracy(examples, best)
+
+
+def encode_speaks(examples: list, tok: LongdocTokenizer) -> Encoded:
+    """``<s> NAME $ context``, the question mask over ``<s> NAME $``, label 1 for "yes"."""
+    ids, nq = [], []
+    for ex in examples:
+        q = tok.encode(ex["question"])
+        ids.append(np.concatenate([[tok.start_id], q, [tok.sep_id], tok.encode(ex["context"])]).astype(np.int64))
+        nq.append(len(q) + 2)
+    labels = np.array([LABELS.index(ex["label"]) for ex in examples], dtype=np.int64)
+    return Encoded("classification", ids, tok.pad_id, labels=labels, n_question=np.array(nq))
+
+
+def build_first_line(corpus: data.Corpus | None = None, max_len: int = 2048, per_scene: int = 2 * PER_SCENE) -> dict:
+    """``{split: [example]}`` in :func:`models.longformer.longdoc.build_speaker_qa`'s format: question =
+    a speaker's NAME, answer = the first line of their first speech, ``context[answer_start:answer_end]``."""
+    corpus = corpus or data.load_shakespeare()
+    _check_max_len(max_len, "build_first_line")
+    out = {}
+    for split in data.SPLITS:
+        out[split] = []
+        for play, play_scenes, firsts, _ in _plays(corpus, split):
+            rng = data.task_rng("first-line", play)
+            for scene, first in zip(play_scenes, firsts):
+                names = [n for n, sp in first.items() if sp.lines and sp.lines[0][0] + len(sp.lines[0][1]) <= _room(max_len, n)
+                         and sp.lines[0][0] == sp.name_end + 2]  # the line right under "NAME:"
+                for i in sorted(rng.choice(len(names), size=min(per_scene, len(names)), replace=False)):
+                    name = names[i]
+                    offset, line = first[name].lines[0]
+                    out[split].append({"play": play, "scene": scene.index, "question": name,
+                                       "context": scene.text[:_room(max_len, name)], "answer": line,
+                                       "answer_start": offset, "answer_end": offset + len(line)})
+    return out
+
+
+def check_first_line_example(ex: dict) -> None:
+    """Raise ValueError unless the span is the first line under the question's first ``NAME:`` header."""
+    ctx, s, e = ex["context"], ex["answer_start"], ex["answer_end"]
+    first = _first_speeches(ctx).get(ex["question"])
+    if first is None:
+        raise ValueError(f"first-line example of {ex['play']!r}: {ex['question']!r} does not speak in the context")
+    if ctx[s:e] != ex["answer"] or not first.lines or first.lines[0] != (s, ex["answer"]):
+        raise ValueError(f"first-line example of {ex['play']!r}: span [{s}, {e}) is not the first line "
+                         f"{ex['question']!r} speaks")
+
+
+def first_line_baselines(examples: list) -> dict:
+    """Exact match of answering with the first line of (a) the scene's first speaker, (b) its most
+    frequent speaker, whoever the question names."""
+    hits = {"first_speaker_line": 0, "most_frequent_speaker_line": 0}
+    for ex in examples:
+        ctx = ex["context"]
+        speeches = _speeches(ctx)
+        first = _first_speeches(ctx)
+        top = Counter(ctx[sp.name_start:sp.name_end] for sp in speeches).most_common(1)[0][0]
+        for key, name in (("first_speaker_line", next(iter(first))), ("most_frequent_speaker_line", top)):
+            lines = first[name].lines
+            hits[key] += bool(lines) and lines[0][1] == ex["answer"]
+    n = max(len(examples), 1)
+    return {k: v / n for k, v in hits.items()}
+
+
+# Checkpoints name their task by the model's class (models.recipes.kind_of): one class per task, the heads unchanged.
+class LongformerSpeaks(LongformerForSequenceClassification):
+    """The ``speaks`` model: the classification head, with the question's tokens global beside CLS."""
+
+
+class LongformerFirstLine(LongformerForQuestionAnswering):
+    """The ``first-line`` model: the span head, the question's tokens global."""

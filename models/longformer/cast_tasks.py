@@ -18,6 +18,13 @@ line) lies in that part, so every label can be read from the input; "no" charact
 anywhere in the whole scene. The examples are drawn by a generator seeded by the task and the play
 (:func:`models.data.task_rng`), the same on every machine; the splits are by play, as everywhere.
 
+**Renamed speakers** (training only): each time a training question is drawn, every speaker of its
+scene and the question's character get new names, one random name each from the training plays' cast
+(:func:`rename_speakers`; the same name for the same speaker throughout the scene, the question and
+the answer's offsets moved to match). A model cannot then answer from the names it has seen, only by
+matching the question against the scene's headers: the entity anonymisation of reading-comprehension
+datasets (Hermann et al., 2015), which had the same reason. Validation and test read the plays as written.
+
 A program that looks for the line ``NAME:`` answers both exactly: the tasks measure whether the
 model LEARNS that search, from examples, across a whole scene. Baselines that do not read the scene
 for the question, reported beside the model: the majority class and the **cast prior** (``speaks``:
@@ -35,8 +42,8 @@ from .. import data
 from .heads import LongformerForQuestionAnswering, LongformerForSequenceClassification
 from .longdoc import Encoded, LongdocTokenizer, _speeches, corpus_scenes
 
-__all__ = ["PER_SCENE", "LongformerFirstLine", "LongformerSpeaks", "build_first_line", "build_speaks", "cast_prior",
-           "check_first_line_example", "encode_speaks", "first_line_baselines"]
+__all__ = ["PER_SCENE", "LongformerFirstLine", "LongformerSpeaks", "Renamer", "build_first_line", "build_speaks",
+           "cast_prior", "check_first_line_example", "encode_speaks", "first_line_baselines", "rename_speakers"]
 
 PER_SCENE = 3  # speaks: "yes" and "no" questions per scene (each); first-line: questions per scene (5 speakers
 # in a median scene): about 3,900 and 2,500 training questions
@@ -168,6 +175,59 @@ def first_line_baselines(examples: list) -> dict:
             hits[key] += bool(lines) and lines[0][1] == ex["answer"]
     n = max(len(examples), 1)
     return {k: v / n for k, v in hits.items()}
+
+
+def rename_speakers(example: dict, mapping: dict) -> dict:
+    """``example`` with each ``NAME:`` header of its context, and its question, renamed by ``mapping``
+    (NAME -> new name; a name it lacks is kept); a span's ``answer_start``/``answer_end`` move with the
+    text before them. Dialogue that mentions a name is left as written."""
+    ctx, parts, at, shift = example["context"], [], 0, 0
+    start = example.get("answer_start")
+    for sp in _speeches(ctx):
+        old = ctx[sp.name_start:sp.name_end]
+        new = mapping.get(old, old)
+        parts += [ctx[at:sp.name_start], new]
+        at = sp.name_end
+        if start is not None and sp.name_end <= start:
+            shift += len(new) - len(old)
+    out = {**example, "context": "".join(parts) + ctx[at:],
+           "question": mapping.get(example["question"], example["question"])}
+    if start is not None:
+        out["answer_start"], out["answer_end"] = start + shift, example["answer_end"] + shift
+    return out
+
+
+class Renamer:
+    """Training questions, drawn renamed: ``redraw(index, rng)`` -> an :class:`Encoded` of the examples
+    ``index`` with their speakers renamed at random (:func:`rename_speakers`), names from ``pool`` (the
+    training plays' cast), one distinct name per speaker of the scene and the question."""
+
+    def __init__(self, examples: list, pool: list, encode, max_len: int):
+        self.examples, self.pool, self.encode, self.max_len = examples, sorted(set(pool)), encode, max_len
+
+    def rename(self, ex: dict, rng: np.random.Generator) -> dict:
+        """One example renamed, its context cut again to fit ``max_len`` with the new names. If the cut would
+        lose the answer (a "yes" header, a first line), the example is kept as written."""
+        names = list(_first_speeches(ex["context"]))
+        names += [ex["question"]] if ex["question"] not in names else []
+        if len(names) > len(self.pool):
+            raise ValueError(f"Renamer: {len(names)} speakers in a scene, only {len(self.pool)} names to give")
+        new = rng.choice(len(self.pool), size=len(names), replace=False)
+        out = rename_speakers(ex, {old: self.pool[j] for old, j in zip(names, new)})
+        out["context"] = out["context"][:_room(self.max_len, out["question"])]
+        if "answer_end" in out:
+            kept = out["answer_end"] <= len(out["context"])
+        else:
+            kept = ex["label"] == "no" or out["question"] in _first_speeches(out["context"])
+        return out if kept else ex
+
+    def __call__(self, index, rng: np.random.Generator) -> Encoded:
+        return self.encode([self.rename(self.examples[i], rng) for i in index])
+
+
+def training_cast(examples: list) -> list:
+    """Every speaker name of the examples' contexts (the pool :class:`Renamer` draws from)."""
+    return sorted({name for ex in examples for name in _first_speeches(ex["context"])})
 
 
 # Checkpoints name their task by the model's class (models.recipes.kind_of): one class per task, the heads unchanged.

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -272,7 +273,9 @@ class Encoded:
     ``ids[i]``: 1-D int64. classification: ``labels[i]`` the class index. With a question (speaks, the
     span tasks): ``n_question[i]`` tokens of ``<s> question $`` first. span: ``starts[i]``/``ends[i]`` the
     answer's first and LAST token (inclusive) in ``ids[i]``, ``max_answer_len`` the longest span decoded.
-    ``pad_id``: the Longformer's pad token. ``baselines``: the task's baselines on these examples."""
+    ``pad_id``: the Longformer's pad token. ``baselines``: the task's baselines on these examples.
+    ``redraw``: for training sets whose examples change each time they are drawn
+    (:class:`models.longformer.cast_tasks.Renamer`); :meth:`draw` uses it."""
 
     kind: str
     ids: list
@@ -283,9 +286,17 @@ class Encoded:
     ends: np.ndarray | None = None
     max_answer_len: int = 30
     baselines: dict = field(default_factory=dict)  # name -> score on these examples, reported beside the model
+    redraw: Callable | None = None  # (index, rng) -> an Encoded of those examples drawn anew (renamed speakers)
 
     def __len__(self):
         return len(self.ids)
+
+    def draw(self, index, rng: np.random.Generator) -> dict:
+        """The training batch of the examples ``index``: :meth:`batch`, or, with ``redraw``, the batch of
+        those examples drawn anew with ``rng``."""
+        if self.redraw is None:
+            return self.batch(index)
+        return self.redraw(index, rng).batch(np.arange(len(index)))
 
     def batch(self, index) -> dict:
         """Right-padded arrays of the examples ``index``: ids, padding_mask, and (those the task has)

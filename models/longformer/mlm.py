@@ -11,11 +11,13 @@ pretraining on long documents, copying RoBERTa's 512 position embeddings over an
     cross-entropy of the original characters at the chosen positions only. Scored in bits per
     masked character (:func:`masked_bpc`, the corruption drawn from a fixed seed, so the figure is
     the same every time).
-``python -m models train longformer --task genre --init runs/longformer-mlm-tiny`` (or ``speaker-qa``)
+``python -m models train longformer --task genre --init runs/longformer-mlm-tiny`` (or another task)
     the task model's encoder starts from the pretrained one (:func:`init_encoder`): the same
     vocabulary and shape are required; positions beyond the pretrained ``max_len`` repeat the
     pretrained rows (the paper's copy); the global projections $Q_g, K_g, V_g$, which pretraining
     never uses, start as copies of $Q_s, K_s, V_s$ (as the paper's conversion of RoBERTa does).
+    ``--init`` also takes another task's run (:data:`INIT_KINDS`): its whole encoder, global
+    projections included, is copied (one task's fine-tuned encoder starting another's).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from .heads import LongformerForMaskedLM
 from .model import LongformerConfig
 from .positions import repeat_positions
 
-__all__ = ["MASK_RATE", "MaskedText", "MaskedWindows", "init_encoder", "mask_tokens", "masked_bpc"]
+__all__ = ["INIT_KINDS", "MASK_RATE", "MaskedText", "MaskedWindows", "init_encoder", "mask_tokens", "masked_bpc"]
 
 MASK_RATE = 0.15  # BERT's and RoBERTa's: the share of characters the model must restore
 _MASK, _RANDOM = 0.8, 0.1  # of the chosen: 80% <mask>, 10% a random character, 10% unchanged
@@ -123,10 +125,17 @@ class MaskedWindows:
         return {"val_mlm_bpc": masked_bpc(model, val_text, self.cfg.batch_size, self.cfg.seq_len, max_batches)}
 
 
+#: The checkpoints ``--init`` starts a task's encoder from: the pretraining, or another task's run.
+INIT_KINDS = ("longformer-mlm", "longformer-genre", "longformer-qa", "longformer-speaks", "longformer-first-line")
+
+
 def check_pretrained(path, tokenizer_dict: dict, config: LongformerConfig) -> tuple:
     """``(state, meta)`` of the ``--task mlm`` checkpoint at ``path`` after checking that a task model of
     ``config`` with ``tokenizer_dict`` can start from it; a ValueError names what differs."""
-    state, meta = checkpoint.read_checkpoint(path, expected_model="longformer-mlm")
+    state, meta = checkpoint.read_checkpoint(path)
+    if meta["model"] not in INIT_KINDS:
+        raise ValueError(f"--init {path!r} holds a {meta['model']!r} checkpoint, not 'longformer-mlm' or a "
+                         f"Longformer task's ({', '.join(INIT_KINDS[1:])})")
     if meta["tokenizer"] != tokenizer_dict:
         raise ValueError(f"--init {path!r}: its vocabulary differs from this run's (pretrain on the same corpus)")
     pre = meta["model_config"]
@@ -148,8 +157,8 @@ def init_encoder(model, path, tokenizer_dict: dict) -> dict:
         key = "longformer." + name
         if name == "embeddings.position_embeddings.weight":  # the pretrained positions, repeated
             value = repeat_positions(weights[key], config.pad_id, config.max_len)
-        elif "_global." in name:  # query_global.weight <- query.weight: pretraining made no token global
-            value = weights[key.replace("_global.", ".")]
+        elif "_global." in name and meta["model"] == "longformer-mlm":  # pretraining made no token global:
+            value = weights[key.replace("_global.", ".")]  # query_global.weight <- query.weight
         else:
             value = weights[key]
         loaded[name] = value.astype(p.data.dtype)

@@ -91,7 +91,7 @@ class Examples:
 
     def step_loss(self, model):
         index = self.rng.choice(len(self.examples), size=min(self.cfg.batch_size, len(self.examples)), replace=False)
-        b = self.examples.batch(index)  # (B, T) ids, padding_mask ...
+        b = self.examples.draw(index, self.rng)  # (B, T) ids, padding_mask ...
         return self.loss(model, b), int(b["padding_mask"].sum())  # tokens read this step
 
     def checkpoint_fields(self) -> dict:
@@ -199,7 +199,10 @@ class LongformerRecipe(Recipe):
                 raise ValueError("--init starts a fresh run; a resumed run already holds its weights (leave it out)")
             from ..checkpoint import read_checkpoint
 
-            read_checkpoint(opts.init, expected_model="longformer-mlm")  # fail before the corpus loads
+            _, meta = read_checkpoint(opts.init)  # fail before the corpus loads
+            if meta["model"] not in mlm.INIT_KINDS:
+                raise ValueError(f"--init {opts.init!r} holds a {meta['model']!r} checkpoint, not 'longformer-mlm' "
+                                 f"or a Longformer task's")
         if opts.no_global and opts.resume:
             raise ValueError("--no-global is part of the model: a resumed run keeps the checkpoint's (leave it out)")
         return TASKS[opts.task]
@@ -247,7 +250,8 @@ class _TaskRecipe(Recipe):
         return {"preset": preset, "task": self.task, "full_attention": bool(opts.full_attention)}
 
     def initialise(self, model, opts, tokenizer) -> dict:
-        """``--init CKPT``: the encoder from the masked-LM pretraining (models.longformer.mlm); what to record."""
+        """``--init CKPT``: the encoder from the masked-LM pretraining or another task's run
+        (models.longformer.mlm); what to record."""
         return mlm.init_encoder(model, opts.init, tokenizer.to_dict())
 
     def check_resume(self, opts, config, run):
@@ -366,6 +370,9 @@ class SpeaksRecipe(_ExamplesRecipe):
 
     def encode(self, split, examples, all_examples, tokenizer, config):
         encoded = cast_tasks.encode_speaks(examples, tokenizer)
+        if split == "train":
+            encoded.redraw = cast_tasks.Renamer(examples, cast_tasks.training_cast(examples),
+                                                lambda exs: cast_tasks.encode_speaks(exs, tokenizer), config.max_len)
         encoded.baselines = {"majority": longdoc.majority_baseline(all_examples["train"], examples),
                              "cast_prior": cast_tasks.cast_prior(all_examples["train"], examples)}
         return encoded
@@ -383,6 +390,10 @@ class FirstLineRecipe(_ExamplesRecipe):
 
     def encode(self, split, examples, all_examples, tokenizer, config):
         encoded = longdoc.encode_qa(examples, tokenizer, max_answer_len=cast_tasks.LONGEST_LINE)
+        if split == "train":
+            encoded.redraw = cast_tasks.Renamer(examples, cast_tasks.training_cast(examples),
+                                                lambda exs: longdoc.encode_qa(exs, tokenizer, cast_tasks.LONGEST_LINE),
+                                                config.max_len)
         encoded.baselines = cast_tasks.first_line_baselines(examples)
         return encoded
 

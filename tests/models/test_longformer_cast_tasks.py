@@ -115,3 +115,49 @@ def test_on_the_corpus_both_tasks_are_deterministic_and_check_out(corpus):
         assert len(exs) > 100 and max(len(e["answer"]) for e in exs) <= ct.LONGEST_LINE
         for ex in exs:
             ct.check_first_line_example(ex)
+
+
+def test_rename_speakers_renames_headers_and_question_and_moves_the_span():
+    fl = ct.build_first_line(toy_corpus(), max_len=256)["train"]
+    ex = next(e for e in fl if e["scene"] == 0 and e["question"] == "BOB")
+    out = ct.rename_speakers(ex, {"ALICE": "A LONGER NAME", "BOB": "B"})
+    assert out["question"] == "B" and "A LONGER NAME:\n" in out["context"] and "\nB:\n" in out["context"]
+    assert "ALICE:" not in out["context"] and "BOB:" not in out["context"]
+    assert out["context"][out["answer_start"]:out["answer_end"]] == ex["answer"]  # moved by the longer ALICE
+    ct.check_first_line_example(out)
+    assert ex["question"] == "BOB" and "ALICE:" in ex["context"]  # the original is not changed
+
+
+def test_renamer_draws_distinct_names_keeps_labels_and_fits_max_len():
+    rng = np.random.default_rng(0)
+    pool = ["X", "YY", "ZZZ", "WWWW", "A VERY LONG NAME INDEED"]
+    for build in (ct.build_speaks, ct.build_first_line):
+        exs = build(toy_corpus(), max_len=100)["train"]
+        renamer = ct.Renamer(exs, pool, lambda x: x, max_len=100)
+        for _ in range(20):
+            for ex, out in zip(exs, renamer(range(len(exs)), rng)):
+                assert len(out["question"]) + 2 + len(out["context"]) <= 100
+                speakers = list(ct._first_speeches(out["context"]))
+                assert len(set(speakers)) == len(speakers)
+                if out is not ex:  # renamed; kept as written only where the new names would push the answer out
+                    assert set(speakers) <= set(pool) and out["question"] in pool
+                if "answer" in out:
+                    ct.check_first_line_example(out)
+                else:
+                    assert (out["question"] in speakers) == (out["label"] == "yes")
+    with pytest.raises(ValueError, match="only 1 names to give"):
+        ct.Renamer(exs, ["X"], lambda x: x, max_len=100)(range(len(exs)), rng)
+
+
+def test_training_batches_are_drawn_renamed_and_reproducibly(corpus):
+    tok = longdoc.LongdocTokenizer.from_corpus(corpus)
+    exs = ct.build_first_line(corpus, max_len=256)["train"][:40]
+    enc = longdoc.encode_qa(exs, tok, ct.LONGEST_LINE)
+    enc.redraw = ct.Renamer(exs, ct.training_cast(exs), lambda e: longdoc.encode_qa(e, tok, ct.LONGEST_LINE), 256)
+    a, b = enc.draw(np.arange(4), np.random.default_rng(3)), enc.draw(np.arange(4), np.random.default_rng(3))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    plain = enc.batch(np.arange(4))
+    assert not np.array_equal(a["ids"][:, :plain["ids"].shape[1]], plain["ids"][:, :a["ids"].shape[1]])
+    for row, s, e, ex in zip(a["ids"], a["starts"], a["ends"], exs):
+        assert tok.decode(row[s:e + 1]) == ex["answer"]  # the same line, under a new name

@@ -15,7 +15,8 @@ from models import checkpoint as ck
 from models import train as tr
 from models.longformer import recipe as lf_recipe
 from models.longformer import LongformerConfig, mlm
-from models.longformer.heads import LongformerForMaskedLM, LongformerForSequenceClassification
+from models.longformer.heads import (LongformerForCausalLM, LongformerForMaskedLM, LongformerForQuestionAnswering,
+                                     LongformerForSequenceClassification)
 from models.longformer.positions import repeat_positions, with_max_len
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -132,12 +133,25 @@ def test_init_encoder_refuses_another_shape_vocabulary_or_kind(tmp_path):
         mlm.init_encoder(LongformerForSequenceClassification(config(attention_window=[4, 4]), 3), tmp_path, tok)
     with pytest.raises(ValueError, match="vocabulary"):
         mlm.init_encoder(LongformerForSequenceClassification(config(), 3), tmp_path, {"chars": "y"})
-    other = tmp_path / "genre"
+    other = tmp_path / "lm"
     other.mkdir()
-    model = LongformerForSequenceClassification(config(), 3)
-    save(other, model, config(), tok, 1)
-    with pytest.raises(ValueError, match="not 'longformer-mlm'"):
-        mlm.init_encoder(model, other, tok)
+    save(other, LongformerForCausalLM(config(), rng=0), config(causal=True), tok, 1)
+    with pytest.raises(ValueError, match="'longformer-lm' checkpoint, not 'longformer-mlm' or a Longformer task's"):
+        mlm.init_encoder(LongformerForSequenceClassification(config(), 3), other, tok)
+
+
+def test_init_from_another_task_copies_its_global_projections_as_they_are(tmp_path):
+    source = LongformerForQuestionAnswering(config(), rng=1)
+    for p in source.parameters():
+        p.data = np.random.default_rng(p.size + 7).standard_normal(p.shape).astype(p.data.dtype)
+    tok = {"chars": "x"}
+    save(tmp_path, source, config(), tok, 4)
+    task = LongformerForSequenceClassification(config(), num_labels=2, rng=5)
+    assert mlm.init_encoder(task, tmp_path, tok) == {"init": str(tmp_path), "pretrained_steps": 4}
+    got, want = task.longformer.state_dict(), source.longformer.state_dict()
+    assert any("_global." in name for name in got)
+    for name, value in got.items():
+        np.testing.assert_array_equal(value, want[name], err_msg=name)
 
 
 def cli(*args):

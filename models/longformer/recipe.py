@@ -1,4 +1,5 @@
-r"""The Longformer's training recipes: ``python -m models train longformer --task {genre,speaker-qa,lm,mlm}``.
+r"""The Longformer's training recipes: ``python -m models train longformer --task T``, one of genre,
+speaker-qa, speaks, first-line, lm, mlm.
 
 One recipe per task (:data:`TASKS`), each with its head, its defaults and its figures:
 
@@ -7,11 +8,15 @@ One recipe per task (:data:`TASKS`), each with its head, its defaults and its fi
 * ``speaker-qa`` (:class:`SpeakerQARecipe`): the span of the speaker's name, the question tokens
   global (:class:`SpanExamples`), scored by exact match beside two baselines (most frequent and first
   speaker of the scene).
+* ``speaks`` (:class:`SpeaksRecipe`) and ``first-line`` (:class:`FirstLineRecipe`): a character's NAME asked
+  of a scene (:mod:`models.longformer.cast_tasks`): does NAME speak in it (CLS and the name global), the
+  span of NAME's first line (the name global); training questions drawn with their speakers renamed at
+  random; scored beside the cast prior and the first / most frequent speaker's line.
 * ``lm`` (:class:`LMRecipe`): a character language model with a causal band, read in random windows
   as GPT's (:class:`models.gpt.recipe.RandomWindows`), scored in bits per character; ``--full-attention``
   makes the band cover the whole past (the baseline).
 * ``mlm`` (:class:`MLMRecipe`): the encoder's masked-LM pretraining (:mod:`models.longformer.mlm`), from which
-  ``--init CKPT`` starts genre and speaker-qa; ``--no-global`` turns their global tokens off (the ablation).
+  ``--init CKPT`` starts the tasks with a head; ``--no-global`` turns their global tokens off (the ablation).
 
 Task examples are drawn without replacement (a generator seeded by ``cfg.seed``, saved for resume)
 and right-padded to the batch's longest (banded attention takes any length: no rounding to the
@@ -44,9 +49,9 @@ __all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "
 DEFAULTS = {
     "genre": {"steps": 400, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 100, "eval_batches": None,
               "ckpt_every": 100, "warmup": 100},
-    "speaks": {"steps": 600, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 100, "eval_batches": None,
-               "ckpt_every": 100, "warmup": 100},
-    "first-line": {"steps": 1000, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 250,
+    "speaks": {"steps": 1500, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250, "eval_batches": None,
+               "ckpt_every": 250, "warmup": 100},
+    "first-line": {"steps": 1500, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250,
                    "eval_batches": None, "ckpt_every": 250, "warmup": 100},
     "speaker-qa": {"steps": 1500, "batch_size": 8, "seq_len": 1024, "lr": 1e-3, "eval_every": 250,
                    "eval_batches": None, "ckpt_every": 250, "warmup": 100},
@@ -61,15 +66,17 @@ DEFAULTS = {
 # each side. speaker-qa needs it: the answer (a speaker line) is a median 80 characters before the quoted
 # line (p75 220). genre: CLS is global and reads every token, the band builds the features it reads.
 # lm: a causal band of 32 keys to the left (64 wide), and GPT's five-minute recipe for a character model
-# (models.gpt.recipe.MODEL): no dropout, N(0, 0.05) initial weights; mlm the same settings for its encoder
-# (the tasks keep the preset's dropout 0.1 when fine-tuning it).
+# (models.gpt.recipe.MODEL): no dropout, N(0, 0.05) initial weights; mlm and the speaker tasks the same
+# settings for their encoder (genre and speaker-qa keep the preset's dropout 0.1 when fine-tuning it).
 ENCODER = {"n_layer": 4, "attention_window": [32, 64, 128, 256]}
+# The speaker tasks and the pretraining: the five-minute recipe's model settings (no dropout, N(0, 0.05)).
+SPEAKER_TASKS = {**ENCODER, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05}
 TINY_MODELS = {
     "genre": ENCODER,
     "speaker-qa": ENCODER,
-    "speaks": ENCODER,
-    "first-line": ENCODER,
-    "mlm": {**ENCODER, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05},
+    "speaks": SPEAKER_TASKS,
+    "first-line": SPEAKER_TASKS,
+    "mlm": SPEAKER_TASKS,
     "lm": {"attention_window": 64, "hidden_dropout": 0.0, "attention_dropout": 0.0, "init_std": 0.05},
 }
 

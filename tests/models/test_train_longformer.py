@@ -86,13 +86,14 @@ def test_full_attention_is_a_band_of_twice_the_sequence(tmp_path):
     assert "full causal attention" in proc.stdout
 
 
-def test_qa_resume_is_bit_exact(tmp_path):
-    common = ["train", "longformer", "--task", "speaker-qa", *TOY, "--steps", "4", "--eval-every", "2"]
+@pytest.mark.parametrize("task", ["speaker-qa", "first-line"])  # first-line: the batches are drawn renamed
+def test_qa_resume_is_bit_exact(tmp_path, task):
+    common = ["train", "longformer", "--task", task, *TOY, "--steps", "4", "--eval-every", "2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert cli(*common, "--out", str(straight)).returncode == 0
     first = cli(*common, "--stop-at", "2", "--out", str(resumed))
     assert first.returncode == 0, first.stderr
-    second = cli("train", "longformer", "--task", "speaker-qa", "--resume", "--final-eval-batches", "2",
+    second = cli("train", "longformer", "--task", task, "--resume", "--final-eval-batches", "2",
                  "--out", str(resumed))
     assert second.returncode == 0, second.stderr
     assert "resumed from" in second.stdout

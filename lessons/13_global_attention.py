@@ -185,7 +185,8 @@ print(f"copies of Q_s, K_s, V_s: global row 13 == full attention of row 13: "
 # | task | global tokens | why |
 # |---|---|---|
 # | classification (scene → genre) | CLS, position 0 | its output feeds the classifier; it must read the whole scene |
-# | span extraction (speaker QA) | every question token | each context token must compare itself with the question |
+# | span extraction (speaker QA; a character's first line) | every question token | each context token must compare itself with the question |
+# | classification with a question (does NAME speak in the scene?) | CLS and every question token | both of the above |
 # | character LM | none | causal, and a global token would see the future |
 #
 # The heads of `models/longformer/heads.py` make these choices themselves: classification

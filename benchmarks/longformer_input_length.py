@@ -13,7 +13,7 @@ table is extended as the paper extends RoBERTa's, by repeating the learnt positi
 (:func:`models.longformer.positions.with_max_len`). Scored by accuracy (genre, speaks) or exact match
 (first-line) beside the task's baselines on the whole scenes.
 
-Run: ``python benchmarks/longformer_input_length.py --task speaks [--ckpt runs/longformer-speaks-tiny]
+Run: ``python benchmarks/longformer_input_length.py [--task first-line] [--ckpt runs/longformer-first-line-tiny]
 [--lengths 256,512,1024,2048,0]`` (0: the whole scene). Writes ``benchmarks/out/longformer_input_length-TASK.json``
 and, with matplotlib, ``benchmarks/out/longformer_input_length-TASK.png``.
 """
@@ -127,7 +127,7 @@ def plot(result, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", choices=sorted(SCORE), default="speaks")
+    p.add_argument("--task", choices=sorted(SCORE), default="first-line")
     p.add_argument("--ckpt", default=None, help="the task run's directory (default: runs/longformer-TASK-tiny)")
     p.add_argument("--lengths", default="256,512,1024,2048,0", help="tokens given; 0 = the whole scene")
     args = p.parse_args(argv)

@@ -69,15 +69,20 @@ def _check_max_len(max_len: int, where: str) -> None:
         raise ValueError(f"{where}: max_len must be an int >= 64 (room for a name and some of the scene), got {max_len!r}")
 
 
-def _plays(corpus, split):
-    """(play, its scenes, each scene's first speeches, the play's share of scenes per speaker)."""
-    by_play = {}
-    for scene in corpus_scenes(corpus, split):
-        by_play.setdefault(scene.play, []).append(scene)
-    for play, play_scenes in by_play.items():
-        firsts = [_first_speeches(s.text) for s in play_scenes]
-        share = Counter(name for f in firsts for name in f)
-        yield play, play_scenes, firsts, {name: n / len(play_scenes) for name, n in share.items()}
+def _each_scene(corpus, task: str):
+    """``(split, scene, its first speeches, the play's share of scenes per speaker, rng)`` for every scene;
+    ``rng`` the task's generator of the scene's play (one per play, :func:`models.data.task_rng`)."""
+    for split in data.SPLITS:
+        by_play = {}
+        for scene in corpus_scenes(corpus, split):
+            by_play.setdefault(scene.play, []).append(scene)
+        for play, play_scenes in by_play.items():
+            firsts = [_first_speeches(s.text) for s in play_scenes]
+            share = Counter(name for f in firsts for name in f)
+            share = {name: n / len(play_scenes) for name, n in share.items()}
+            rng = data.task_rng(task, play)
+            for scene, first in zip(play_scenes, firsts):
+                yield split, scene, first, share, rng
 
 
 def build_speaks(corpus: data.Corpus | None = None, max_len: int = 2048, per_scene: int = PER_SCENE) -> dict:
@@ -85,22 +90,17 @@ def build_speaks(corpus: data.Corpus | None = None, max_len: int = 2048, per_sce
     label "yes" or "no", cast_share the fraction of the play's scenes in which the character speaks."""
     corpus = corpus or data.load_shakespeare()
     _check_max_len(max_len, "build_speaks")
-    out = {}
-    for split in data.SPLITS:
-        out[split] = []
-        for play, play_scenes, firsts, share in _plays(corpus, split):
-            rng = data.task_rng("speaks", play)
-            cast = sorted(share)
-            for scene, first in zip(play_scenes, firsts):
-                yes = [n for n, sp in first.items() if sp.name_end + 1 <= _room(max_len, n)]  # NAME: in the context
-                no = [n for n in cast if n not in first]
-                k = min(per_scene, len(yes), len(no))
-                for label, names in (("yes", yes), ("no", no)):
-                    for i in sorted(rng.choice(len(names), size=k, replace=False)) if k else []:
-                        name = names[i]
-                        out[split].append({"play": play, "scene": scene.index, "question": name,
-                                           "context": scene.text[:_room(max_len, name)], "label": label,
-                                           "cast_share": share[name]})
+    out = {split: [] for split in data.SPLITS}
+    for split, scene, first, share, rng in _each_scene(corpus, "speaks"):
+        yes = [n for n, sp in first.items() if sp.name_end + 1 <= _room(max_len, n)]  # NAME: in the context
+        no = [n for n in sorted(share) if n not in first]  # the play's cast
+        k = min(per_scene, len(yes), len(no))
+        for label, names in (("yes", yes), ("no", no)):
+            for i in sorted(rng.choice(len(names), size=k, replace=False)) if k else []:
+                name = names[i]
+                out[split].append({"play": scene.play, "scene": scene.index, "question": name,
+                                   "context": scene.text[:_room(max_len, name)], "label": label,
+                                   "cast_share": share[name]})
     return out
 
 
@@ -133,20 +133,16 @@ def build_first_line(corpus: data.Corpus | None = None, max_len: int = 2048, per
     a speaker's NAME, answer = the first line of their first speech, ``context[answer_start:answer_end]``."""
     corpus = corpus or data.load_shakespeare()
     _check_max_len(max_len, "build_first_line")
-    out = {}
-    for split in data.SPLITS:
-        out[split] = []
-        for play, play_scenes, firsts, _ in _plays(corpus, split):
-            rng = data.task_rng("first-line", play)
-            for scene, first in zip(play_scenes, firsts):
-                names = [n for n, sp in first.items() if sp.lines and sp.lines[0][0] + len(sp.lines[0][1]) <= _room(max_len, n)
-                         and sp.lines[0][0] == sp.name_end + 2]  # the line right under "NAME:"
-                for i in sorted(rng.choice(len(names), size=min(per_scene, len(names)), replace=False)):
-                    name = names[i]
-                    offset, line = first[name].lines[0]
-                    out[split].append({"play": play, "scene": scene.index, "question": name,
-                                       "context": scene.text[:_room(max_len, name)], "answer": line,
-                                       "answer_start": offset, "answer_end": offset + len(line)})
+    out = {split: [] for split in data.SPLITS}
+    for split, scene, first, _, rng in _each_scene(corpus, "first-line"):
+        names = [n for n, sp in first.items() if sp.lines and sp.lines[0][0] + len(sp.lines[0][1]) <= _room(max_len, n)
+                 and sp.lines[0][0] == sp.name_end + 2]  # the line right under "NAME:"
+        for i in sorted(rng.choice(len(names), size=min(per_scene, len(names)), replace=False)):
+            name = names[i]
+            offset, line = first[name].lines[0]
+            out[split].append({"play": scene.play, "scene": scene.index, "question": name,
+                               "context": scene.text[:_room(max_len, name)], "answer": line,
+                               "answer_start": offset, "answer_end": offset + len(line)})
     return out
 
 

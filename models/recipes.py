@@ -2,8 +2,8 @@
 
 * :data:`RECIPES`: the ``train`` command's model name -> its recipe (:class:`models.recipe.Recipe`);
 * :data:`KINDS`: a checkpoint's ``model`` string ("gpt", "txl", "longformer-lm", "longformer-genre",
-  "longformer-qa", "longformer-speaks", "longformer-first-line", "longformer-mlm") -> its :class:`models.recipe.Kind` (model, config and tokenizer
-  classes, and the batches-and-loss adapter the loop draws each step from);
+  "longformer-qa", "longformer-speaks", "longformer-first-line", "longformer-mlm") -> its
+  :class:`models.recipe.Kind` (model, config and tokenizer classes, and the batches-and-loss adapter the loop draws each step from);
 * :func:`kind_of`: a model -> its checkpoint string, looked up by its class.
 """
 from __future__ import annotations

@@ -46,8 +46,9 @@ class _ClassificationHead(nn.Module):
 
 class LongformerForSequenceClassification(nn.Module):
     """Encoder + classification head on position 0 (CLS, ``<s>``), which is made global automatically
-    (the paper's choice for classification), beside the tokens ``global_mask`` marks (a question's). ``forward(ids, global_mask=None, padding_mask=None)`` -> logits
-    (B, num_labels); ``loss(ids, labels, ...)`` the mean cross-entropy."""
+    (the paper's choice for classification), beside the tokens ``global_mask`` marks (a question's).
+    ``forward(ids, global_mask=None, padding_mask=None)`` -> logits (B, num_labels); ``loss(ids, labels,
+    ...)`` the mean cross-entropy."""
 
     def __init__(self, config: LongformerConfig, num_labels: int, rng=None, *, dtype=np.float32):
         if not is_int(num_labels) or num_labels < 1:

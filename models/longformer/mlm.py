@@ -34,7 +34,8 @@ from .heads import LongformerForMaskedLM
 from .model import LongformerConfig
 from .positions import repeat_positions
 
-__all__ = ["INIT_KINDS", "MASK_RATE", "MaskedText", "MaskedWindows", "init_encoder", "mask_tokens", "masked_bpc"]
+__all__ = ["INIT_KINDS", "MASK_RATE", "MaskedText", "MaskedWindows", "init_encoder", "mask_tokens", "masked_bpc",
+           "read_init"]
 
 MASK_RATE = 0.15  # BERT's and RoBERTa's: the share of characters the model must restore
 _MASK, _RANDOM = 0.8, 0.1  # of the chosen: 80% <mask>, 10% a random character, 10% unchanged
@@ -129,13 +130,20 @@ class MaskedWindows:
 INIT_KINDS = ("longformer-mlm", "longformer-genre", "longformer-qa", "longformer-speaks", "longformer-first-line")
 
 
-def check_pretrained(path, tokenizer_dict: dict, config: LongformerConfig) -> tuple:
-    """``(state, meta)`` of the ``--task mlm`` checkpoint at ``path`` after checking that a task model of
-    ``config`` with ``tokenizer_dict`` can start from it; a ValueError names what differs."""
+def read_init(path) -> tuple:
+    """``(state, meta)`` of the checkpoint at ``path`` if ``--init`` can start from its kind (:data:`INIT_KINDS`)."""
     state, meta = checkpoint.read_checkpoint(path)
     if meta["model"] not in INIT_KINDS:
         raise ValueError(f"--init {path!r} holds a {meta['model']!r} checkpoint, not 'longformer-mlm' or a "
                          f"Longformer task's ({', '.join(INIT_KINDS[1:])})")
+    return state, meta
+
+
+def check_pretrained(path, tokenizer_dict: dict, config: LongformerConfig) -> tuple:
+    """``(state, meta)`` of the ``--init`` checkpoint at ``path`` (the pretraining or a task's run) after
+    checking that a task model of ``config`` with ``tokenizer_dict`` can start from it; a ValueError names
+    what differs."""
+    state, meta = read_init(path)
     if meta["tokenizer"] != tokenizer_dict:
         raise ValueError(f"--init {path!r}: its vocabulary differs from this run's (pretrain on the same corpus)")
     pre = meta["model_config"]
@@ -147,8 +155,8 @@ def check_pretrained(path, tokenizer_dict: dict, config: LongformerConfig) -> tu
 
 
 def init_encoder(model, path, tokenizer_dict: dict) -> dict:
-    """Load the encoder of the ``--task mlm`` checkpoint at ``path`` into ``model.longformer`` (a task model:
-    its head keeps its fresh weights). Returns ``{"init": path, "pretrained_steps": N}`` for the run's record."""
+    """Load the encoder of the ``--init`` checkpoint at ``path`` (``--task mlm`` or a task's run) into
+    ``model.longformer`` (a task model: its head keeps its fresh weights). Returns ``{"init": path, "pretrained_steps": N}`` for the run's record."""
     config = model.config
     state, meta = check_pretrained(path, tokenizer_dict, config)
     weights, _ = checkpoint.split_state(state)

@@ -204,12 +204,7 @@ class LongformerRecipe(Recipe):
         if opts.init is not None:
             if opts.resume:
                 raise ValueError("--init starts a fresh run; a resumed run already holds its weights (leave it out)")
-            from ..checkpoint import read_checkpoint
-
-            _, meta = read_checkpoint(opts.init)  # fail before the corpus loads
-            if meta["model"] not in mlm.INIT_KINDS:
-                raise ValueError(f"--init {opts.init!r} holds a {meta['model']!r} checkpoint, not 'longformer-mlm' "
-                                 f"or a Longformer task's")
+            mlm.read_init(opts.init)  # fail before the corpus loads
         if opts.no_global and opts.resume:
             raise ValueError("--no-global is part of the model: a resumed run keeps the checkpoint's (leave it out)")
         return TASKS[opts.task]

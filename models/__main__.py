@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "encoder, for --init)")
     t.add_argument("--init", metavar="CKPT",
                    help="longformer --task genre, speaker-qa, speaks or first-line: start the encoder from a --task mlm run "
-                        "(its directory or checkpoint.npz); the head starts fresh")
+                        "or another task's run (its directory or checkpoint.npz); the head starts fresh")
     t.add_argument("--no-global", action="store_true",
                    help="longformer --task genre, speaker-qa, speaks or first-line: make no token global (CLS, the question): "
                         "the ablation of global attention")

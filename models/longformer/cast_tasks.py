@@ -1,21 +1,23 @@
 r"""Two tasks about who speaks in a scene: a character's NAME is the question, the scene is the document.
 
-``speaks`` (classification; CLS and the question's tokens global)
-    ``<s> NAME $ scene`` -> does NAME speak in this scene? "yes": one of the scene's speakers; "no":
-    a character who speaks elsewhere in the same play but not in this scene. Per scene, as many "yes"
-    as "no" (:data:`PER_SCENE` of each at most), so the majority class scores one half. The answer
-    is a ``NAME:`` header anywhere in the scene: a median 900 characters in for a speaker's first
-    speech, beyond 2,048 for a third of them (the training plays), so the model has to read the whole
-    scene, and CLS must gather what the whole scene says about the question.
+``speaks`` (classification, answered as SQuAD 2.0 is: a span or "no answer" on CLS; CLS and the question global)
+    ``<s> NAME $ scene`` -> does NAME speak in this scene? "yes": one of the scene's speakers, and the
+    model shows where, by marking NAME's first line (the span ``first-line`` asks for); "no": a character
+    who speaks elsewhere in the same play but not in this scene, and the model marks CLS, the span (0, 0),
+    as BERT marks SQuAD 2.0's unanswerable questions. Per scene, as many "yes" as "no"
+    (:data:`PER_SCENE` of each at most), so the majority class scores one half; scored by whether the
+    model answers (any span) or not (CLS), the class. Why not a classifier on CLS's vector: one was
+    tried first, eight times, and never left one half (README); the span gives the model a position to
+    learn from, where the class alone is one bit per question.
 ``first-line`` (span extraction; the question's tokens global)
     ``<s> NAME $ scene`` -> the span of the first line NAME speaks in the scene (the line after their
     first ``NAME:`` header). The model has to find the header that matches the question among the
     scene's speakers, then mark the line under it.
 
 Both give a scene longer than the model allows as its first characters (what fits after the
-question) and ask only about speakers whose first speech (its header and, for first-line, its first
-line) lies in that part, so every label can be read from the input; "no" characters do not speak
-anywhere in the whole scene. The examples are drawn by a generator seeded by the task and the play
+question) and ask only about speakers whose first line (right under their first header) lies in that
+part, so every label can be read from the input; "no" characters do not speak anywhere in the whole
+scene. The examples are drawn by a generator seeded by the task and the play
 (:func:`models.data.task_rng`), the same on every machine; the splits are by play, as everywhere.
 
 **Renamed speakers** (training only): each time a training question is drawn, every speaker of its
@@ -34,12 +36,14 @@ first line (``first-line``).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
 
 from .. import data
-from .heads import LongformerForQuestionAnswering, LongformerForSequenceClassification
+from . import longdoc
+from .heads import LongformerForQuestionAnswering
 from .longdoc import Encoded, LongdocTokenizer, _speeches, corpus_scenes
 
 __all__ = ["PER_SCENE", "LongformerFirstLine", "LongformerSpeaks", "Renamer", "build_first_line", "build_speaks",
@@ -86,22 +90,35 @@ def _each_scene(corpus, task: str):
                 yield split, scene, first, share, rng
 
 
+def _first_line_names(first: dict, max_len: int) -> list:
+    """The speakers of ``first`` (:func:`_first_speeches`) whose first line, right under their first
+    ``NAME:`` header, fits in the context a question of theirs leaves (:func:`_room`)."""
+    return [n for n, sp in first.items() if sp.lines and sp.lines[0][0] + len(sp.lines[0][1]) <= _room(max_len, n)
+            and sp.lines[0][0] == sp.name_end + 2]
+
+
 def build_speaks(corpus: data.Corpus | None = None, max_len: int = 2048, per_scene: int = PER_SCENE) -> dict:
-    """``{split: [example]}``; an example: ``{"play", "scene", "question", "context", "label", "cast_share"}``,
-    label "yes" or "no", cast_share the fraction of the play's scenes in which the character speaks."""
+    """``{split: [example]}``; an example: ``{"play", "scene", "question", "context", "label", "cast_share",
+    "answer", "answer_start", "answer_end"}``, label "yes" or "no", cast_share the fraction of the play's
+    scenes in which the character speaks; the answer is NAME's first line for "yes" (as in
+    :func:`build_first_line`), None (and its offsets None) for "no"."""
     corpus = corpus or data.load_shakespeare()
     _check_max_len(max_len, "build_speaks")
     out = {split: [] for split in data.SPLITS}
     for split, scene, first, share, rng in _each_scene(corpus, "speaks"):
-        yes = [n for n, sp in first.items() if sp.name_end + 1 <= _room(max_len, n)]  # NAME: in the context
+        yes = _first_line_names(first, max_len)
         no = [n for n in sorted(share) if n not in first]  # the play's cast
         k = min(per_scene, len(yes), len(no))
         for label, names in (("yes", yes), ("no", no)):
             for i in sorted(rng.choice(len(names), size=k, replace=False)) if k else []:
                 name = names[i]
-                out[split].append({"play": scene.play, "scene": scene.index, "question": name,
-                                   "context": scene.text[:_room(max_len, name)], "label": label,
-                                   "cast_share": share[name]})
+                ex = {"play": scene.play, "scene": scene.index, "question": name,
+                      "context": scene.text[:_room(max_len, name)], "label": label, "cast_share": share[name],
+                      "answer": None, "answer_start": None, "answer_end": None}
+                if label == "yes":
+                    offset, line = first[name].lines[0]
+                    ex.update(answer=line, answer_start=offset, answer_end=offset + len(line))
+                out[split].append(ex)
     return out
 
 
@@ -119,14 +136,14 @@ def cast_prior(train_examples: list, examples: list) -> float:
 
 
 def encode_speaks(examples: list, tok: LongdocTokenizer) -> Encoded:
-    """``<s> NAME $ context``, the question mask over ``<s> NAME $``, label 1 for "yes"."""
-    ids, nq = [], []
-    for ex in examples:
-        q = tok.encode(ex["question"])
-        ids.append(np.concatenate([[tok.start_id], q, [tok.sep_id], tok.encode(ex["context"])]).astype(np.int64))
-        nq.append(len(q) + 2)
+    """``<s> NAME $ context``, the question mask over ``<s> NAME $``, label 1 for "yes"; the span of NAME's
+    first line for "yes", (0, 0), CLS, for "no"."""
+    answers = [ex if ex["label"] == "yes" else {**ex, "answer_start": 0, "answer_end": 1} for ex in examples]
+    enc = longdoc.encode_qa(answers, tok, max_answer_len=LONGEST_LINE)
     labels = np.array([LABELS.index(ex["label"]) for ex in examples], dtype=np.int64)
-    return Encoded("classification", ids, tok.pad_id, labels=labels, n_question=np.array(nq))
+    no = labels == 0
+    enc.starts[no], enc.ends[no] = 0, 0
+    return dataclasses.replace(enc, kind="span-or-none", labels=labels)
 
 
 def build_first_line(corpus: data.Corpus | None = None, max_len: int = 2048, per_scene: int = 2 * PER_SCENE) -> dict:
@@ -136,8 +153,7 @@ def build_first_line(corpus: data.Corpus | None = None, max_len: int = 2048, per
     _check_max_len(max_len, "build_first_line")
     out = {split: [] for split in data.SPLITS}
     for split, scene, first, _, rng in _each_scene(corpus, "first-line"):
-        names = [n for n, sp in first.items() if sp.lines and sp.lines[0][0] + len(sp.lines[0][1]) <= _room(max_len, n)
-                 and sp.lines[0][0] == sp.name_end + 2]  # the line right under "NAME:"
+        names = _first_line_names(first, max_len)
         for i in sorted(rng.choice(len(names), size=min(per_scene, len(names)), replace=False)):
             name = names[i]
             offset, line = first[name].lines[0]
@@ -212,10 +228,7 @@ class Renamer:
         new = rng.choice(len(self.pool), size=len(names), replace=False)
         out = rename_speakers(ex, {old: self.pool[j] for old, j in zip(names, new)})
         out["context"] = out["context"][:_room(self.max_len, out["question"])]
-        if "answer_end" in out:
-            kept = out["answer_end"] <= len(out["context"])
-        else:
-            kept = ex["label"] == "no" or out["question"] in _first_speeches(out["context"])
+        kept = out["answer_end"] is None or out["answer_end"] <= len(out["context"])  # "no": no answer to lose
         return out if kept else ex
 
     def __call__(self, index, rng: np.random.Generator) -> Encoded:
@@ -228,8 +241,11 @@ def training_cast(examples: list) -> list:
 
 
 # Checkpoints name their task by the model's class (models.recipes.kind_of): one class per task, the heads unchanged.
-class LongformerSpeaks(LongformerForSequenceClassification):
-    """The ``speaks`` model: the classification head, with the question's tokens global beside CLS."""
+class LongformerSpeaks(LongformerForQuestionAnswering):
+    """The ``speaks`` model: the span head with "no answer" on CLS (``no_answer``); the question's tokens
+    and CLS global."""
+
+    no_answer = True
 
 
 class LongformerFirstLine(LongformerForQuestionAnswering):

@@ -83,7 +83,14 @@ class LongformerForQuestionAnswering(nn.Module):
     ``loss(ids, question_mask, starts, ends, padding_mask=None)`` = (CE(start) + CE(end)) / 2, each CE
     the mean over the batch; a gold start/end on a masked position is a ValueError naming the example.
     ``predict_spans`` decodes the best span (eval mode, no graph).
+
+    ``no_answer`` (a class attribute; True in :class:`models.longformer.cast_tasks.LongformerSpeaks`): a
+    question may have no answer, marked as the span (0, 0) on CLS, as BERT does SQuAD 2.0. CLS is then an
+    answer position too, and ``predict_spans`` answers (0, 0) when $\text{start}_0 + \text{end}_0$ is at
+    least every context span's score.
     """
+
+    no_answer = False
 
     def __init__(self, config: LongformerConfig, rng=None, *, dtype=np.float32):
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -99,7 +106,10 @@ class LongformerForQuestionAnswering(nn.Module):
         qm = bool_mask(question_mask, shape, "question_mask")
         pm = bool_mask(padding_mask, shape, "padding_mask")
         real = np.ones(shape, bool) if pm is None else pm
-        return qm & real, pm, real & ~qm  # global, padding, answer-able (context) positions
+        answerable = real & ~qm
+        if self.no_answer:
+            answerable[:, 0] = True  # CLS: "no answer"
+        return qm & real, pm, answerable  # global, padding, answer-able positions
 
     def forward(self, ids, question_mask, padding_mask=None):
         glob, pm, context = self._masks(ids, question_mask, padding_mask)
@@ -133,8 +143,9 @@ class LongformerForQuestionAnswering(nn.Module):
 
     def predict_spans(self, ids, question_mask, padding_mask=None, max_answer_len: int = 30) -> np.ndarray:
         r"""(B, 2) ints: the (start, end) maximising $\text{start}_s + \text{end}_e$ over context positions
-        $s \le e < s + \text{max\_answer\_len}$. Runs in eval mode without a graph (training mode restored).
-        An example with no context position gives (-1, -1)."""
+        $s \le e < s + \text{max\_answer\_len}$, and with ``no_answer`` the null span (0, 0), which wins ties.
+        Runs in eval mode without a graph (training mode restored). An example with no context position
+        gives (-1, -1)."""
         if not is_int(max_answer_len) or max_answer_len < 1:
             raise ValueError(f"predict_spans: max_answer_len must be a positive int, got {max_answer_len!r}")
         with eval_mode(self):
@@ -144,6 +155,10 @@ class LongformerForQuestionAnswering(nn.Module):
         b, t = s_log.shape
         best = np.full(b, -np.inf)
         out = np.full((b, 2), -1, np.int64)
+        if self.no_answer:  # the null span (0, 0) first; no other span may start on CLS
+            best = s_log[:, 0] + e_log[:, 0]
+            out[:] = 0
+            s_log[:, 0] = -np.inf
         for k in range(min(max_answer_len, t)):  # span length k + 1: O(B T L), never (T, T)
             score = s_log[:, : t - k] + e_log[:, k:]  # (B, T-k): start s, end s + k
             arg = score.argmax(axis=1)

@@ -267,8 +267,8 @@ def qa_baselines(examples: list) -> dict:
 
 @dataclass
 class Encoded:
-    """A task's examples as token ids, ready for batching. ``kind``: "classification" (genre, speaks) or
-    "span" (speaker-qa, first-line).
+    """A task's examples as token ids, ready for batching. ``kind``: "classification" (genre), "span"
+    (speaker-qa, first-line) or "span-or-none" (speaks: a span, or (0, 0) on CLS for "no", with ``labels``).
 
     ``ids[i]``: 1-D int64. classification: ``labels[i]`` the class index. With a question (speaks, the
     span tasks): ``n_question[i]`` tokens of ``<s> question $`` first. span: ``starts[i]``/``ends[i]`` the

@@ -9,9 +9,10 @@ One recipe per task (:data:`TASKS`), each with its head, its defaults and its fi
   global (:class:`SpanExamples`), scored by exact match beside two baselines (most frequent and first
   speaker of the scene).
 * ``speaks`` (:class:`SpeaksRecipe`) and ``first-line`` (:class:`FirstLineRecipe`): a character's NAME asked
-  of a scene (:mod:`models.longformer.cast_tasks`): does NAME speak in it (CLS and the name global), the
-  span of NAME's first line (the name global); training questions drawn with their speakers renamed at
-  random; scored beside the cast prior and the first / most frequent speaker's line.
+  of a scene (:mod:`models.longformer.cast_tasks`): does NAME speak in it (answered as SQuAD 2.0: NAME's
+  first line, or "no answer" on CLS; :class:`SpeaksExamples`), the span of NAME's first line (the name
+  global); training questions drawn with their speakers renamed at random; scored beside the cast prior
+  and the first / most frequent speaker's line.
 * ``lm`` (:class:`LMRecipe`): a character language model with a causal band, read in random windows
   as GPT's (:class:`models.gpt.recipe.RandomWindows`), scored in bits per character; ``--full-attention``
   makes the band cover the whole past (the baseline).
@@ -40,7 +41,8 @@ from .heads import (LongformerForCausalLM, LongformerForMaskedLM, LongformerForQ
                     LongformerForSequenceClassification)
 from .model import LongformerConfig
 
-__all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "SpanExamples", "evaluate_task"]
+__all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "SpanExamples", "SpeaksExamples",
+           "evaluate_task"]
 
 #: ``train longformer --preset tiny --task T``'s settings when no option is given. seq_len is the model's
 #: max_len for the tasks (whole scenes up to that many characters) and the window length for lm; warmup is
@@ -114,8 +116,8 @@ class Examples:
 
 
 class GenreExamples(Examples):
-    """Classification (genre, speaks): cross-entropy of the CLS logits; a question's tokens (speaks) are
-    global beside CLS. (Drawing every genre equally often was tried and measured worse: README.)"""
+    """Classification (genre): cross-entropy of the CLS logits. (Drawing every genre equally often was
+    tried and measured worse: README.)"""
 
     score = "accuracy"
 
@@ -132,6 +134,12 @@ class SpanExamples(Examples):
         return model.loss(b["ids"], b["question_mask"], b["starts"], b["ends"], padding_mask=b["padding_mask"])
 
 
+class SpeaksExamples(SpanExamples):
+    """speaks: the span loss, "no" on CLS (0, 0); scored by accuracy, whether the model answered at all."""
+
+    score = "accuracy"
+
+
 def _class_hits(model, b, examples) -> int:
     logits = to_numpy(model(b["ids"], global_mask=b.get("question_mask"), padding_mask=b["padding_mask"]).data)
     return int((logits.argmax(axis=-1) == b["labels"]).sum())  # logits (B, C)
@@ -146,13 +154,20 @@ def _span_hits(model, b, examples) -> int:
     return hits
 
 
+def _answered_hits(model, b, examples) -> int:
+    """speaks: the predicted class is "no" where the model marks CLS, the span (0, 0), and "yes" elsewhere."""
+    spans = np.asarray(model.predict_spans(b["ids"], b["question_mask"], padding_mask=b["padding_mask"],
+                                           max_answer_len=examples.max_answer_len))
+    return int(((spans[:, 0] != 0) == (b["labels"] == 1)).sum())
+
+
 #: ``Encoded.kind`` -> the number of right answers in a batch.
-_HITS = {"classification": _class_hits, "span": _span_hits}
+_HITS = {"classification": _class_hits, "span": _span_hits, "span-or-none": _answered_hits}
 
 
 def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches: int | None = None) -> float:
-    """Accuracy (classification: the argmax label) or exact match (span: the predicted span's TEXT equals
-    the answer's, as SQuAD scores it — for speaker-qa any header of the right speaker counts, which is also
+    """Accuracy (classification: the argmax label; span-or-none: whether the model answered, against the
+    label) or exact match (span: the predicted span's TEXT equals the answer's, as SQuAD scores it — for speaker-qa any header of the right speaker counts, which is also
     how the baselines are scored) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
     hits, count = 0, 0
     with eval_mode(model):
@@ -364,8 +379,7 @@ class SpeaksRecipe(_ExamplesRecipe):
 
     task, unit = "speaks", "questions"
     own_kinds = {"longformer-speaks": Kind(cast_tasks.LongformerSpeaks, LongformerConfig,
-                                           longdoc.LongdocTokenizer, GenreExamples, step_shape,
-                                           (len(cast_tasks.LABELS),))}
+                                           longdoc.LongdocTokenizer, SpeaksExamples, step_shape)}
 
     def build(self, corpus, config):
         return cast_tasks.build_speaks(corpus, max_len=config.max_len)
@@ -378,6 +392,20 @@ class SpeaksRecipe(_ExamplesRecipe):
         encoded.baselines = {"majority": longdoc.majority_baseline(all_examples["train"], examples),
                              "cast_prior": cast_tasks.cast_prior(all_examples["train"], examples)}
         return encoded
+
+    def scores(self, model, split_data, cfg):
+        """Accuracy and its baselines, and how often a "yes" is answered with NAME's first line exactly
+        (``yes_exact_match``, over the "yes" questions scored)."""
+        out = super().scores(model, split_data, cfg)
+        yes = np.flatnonzero(split_data.labels == 1)
+        if cfg.final_eval_batches is not None:
+            yes = yes[yes < cfg.final_eval_batches * cfg.batch_size]
+        hits = 0
+        with eval_mode(model):
+            for lo in range(0, len(yes), cfg.batch_size):
+                hits += _span_hits(model, split_data.batch(yes[lo:lo + cfg.batch_size]), split_data)
+        out["yes_exact_match"] = hits / max(len(yes), 1)
+        return out
 
 
 class FirstLineRecipe(_ExamplesRecipe):

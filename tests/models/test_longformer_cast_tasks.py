@@ -37,12 +37,16 @@ def test_speaks_on_a_toy_is_balanced_per_scene_and_labels_are_true():
                       "Prologue": pytest.approx(1 / 3)}
 
 
-def test_speaks_asks_yes_only_where_the_header_fits_and_no_from_the_whole_scene():
+def test_speaks_asks_yes_only_where_the_first_line_fits_and_no_from_the_whole_scene():
     sp = ct.build_speaks(toy_corpus(), max_len=80)["train"]
     for ex in sp:
         assert len(ex["question"]) + 2 + len(ex["context"]) <= 80
         speaks_here = f"\n{ex['question']}:\n" in "\n" + ex["context"] + "\n"
         assert speaks_here == (ex["label"] == "yes")
+        if ex["label"] == "yes":
+            ct.check_first_line_example(ex)  # the answer: NAME's first line, as first-line asks it
+        else:
+            assert ex["answer"] is ex["answer_start"] is ex["answer_end"] is None
     # Scene I cut to 80 - 2 - 3 characters holds ALICE's header but not BOB's: BOB is not asked as "yes" there.
     assert {e["question"] for e in sp if e["scene"] == 0 and e["label"] == "yes"} == {"ALICE"}
 
@@ -95,12 +99,18 @@ def test_encode_speaks_lays_out_question_then_scene():
     tok = longdoc.LongdocTokenizer(data.CharTokenizer.from_text(TOY))
     sp = ct.build_speaks(toy_corpus(), max_len=256)["train"]
     enc = ct.encode_speaks(sp, tok)
-    assert enc.kind == "classification" and list(enc.labels) == [ct.LABELS.index(e["label"]) for e in sp]
-    b = enc.batch([0, 1])
-    for row in range(2):
+    assert enc.kind == "span-or-none" and list(enc.labels) == [ct.LABELS.index(e["label"]) for e in sp]
+    assert {e["label"] for e in sp} == {"yes", "no"}
+    b = enc.batch(np.arange(len(sp)))
+    for row, ex in enumerate(sp):
         n = enc.n_question[row]
-        assert tok.decode(b["ids"][row, :n]) == "<s>" + sp[row]["question"] + "$"
+        assert tok.decode(b["ids"][row, :n]) == "<s>" + ex["question"] + "$"
         assert b["question_mask"][row].sum() == n and b["labels"][row] == enc.labels[row]
+        s, e = b["starts"][row], b["ends"][row]
+        if ex["label"] == "yes":  # the first line's tokens
+            assert tok.decode(b["ids"][row, s:e + 1]) == ex["answer"]
+        else:  # CLS: no answer
+            assert s == e == 0
 
 
 def test_on_the_corpus_both_tasks_are_deterministic_and_check_out(corpus):
@@ -141,10 +151,11 @@ def test_renamer_draws_distinct_names_keeps_labels_and_fits_max_len():
                 assert len(set(speakers)) == len(speakers)
                 if out is not ex:  # renamed; kept as written only where the new names would push the answer out
                     assert set(speakers) <= set(pool) and out["question"] in pool
-                if "answer" in out:
-                    ct.check_first_line_example(out)
+                assert (out["question"] in speakers) == (out.get("label", "yes") == "yes")
+                if out.get("label", "yes") == "yes":
+                    ct.check_first_line_example(out)  # first-line's answer; speaks' "yes" carries it too
                 else:
-                    assert (out["question"] in speakers) == (out["label"] == "yes")
+                    assert out["answer_start"] is None
     with pytest.raises(ValueError, match="only 1 names to give"):
         ct.Renamer(exs, ["X"], lambda x: x, max_len=100)(range(len(exs)), rng)
 

@@ -120,6 +120,50 @@ def test_predict_spans_matches_brute_force():
     assert got.dtype.kind == "i" and got.shape == (2, 2)
 
 
+def test_no_answer_is_the_cls_span_and_is_decoded_like_squad2():
+    from models.longformer.cast_tasks import LongformerSpeaks
+
+    ids, q, pad = qa_inputs()
+    q[:, 0] = True  # <s> question $: CLS begins the question, as the speaker tasks lay it out
+    with pytest.raises(ValueError, match="example 0: gold start 0 is a question or padding"):
+        LongformerForQuestionAnswering(cfg(), rng=0, dtype=np.float64).loss(ids, q, [0, 5], [0, 6], pad)
+    model = LongformerSpeaks(cfg(), rng=3, dtype=np.float64)
+    s, e = (x.numpy() for x in model(ids, q, pad))
+    assert np.all(np.isfinite(s[:, 0])) and np.all(np.isneginf(s[:, 1:4])) and np.all(np.isneginf(e[:, 1:4]))
+    loss = model.loss(ids, q, [0, 5], [0, 6], pad)  # example 0: no answer
+    loss.backward()
+    assert np.isfinite(float(loss.numpy()))
+    for max_len in (1, 3, 30):  # brute force: the null span (0, 0), or a span inside the context
+        got = model.predict_spans(ids, q, pad, max_answer_len=max_len)
+        for b in range(2):
+            best, arg = s[b, 0] + e[b, 0], (0, 0)
+            for i in range(4, 20):
+                for j in range(i, min(20, i + max_len)):
+                    if np.isfinite(s[b, i] + e[b, j]) and s[b, i] + e[b, j] > best:
+                        best, arg = s[b, i] + e[b, j], (i, j)
+            assert tuple(got[b]) == arg
+
+
+def test_no_answer_decoding_on_chosen_logits():
+    from models.longformer.cast_tasks import LongformerSpeaks
+
+    model = LongformerSpeaks(cfg(), rng=0, dtype=np.float64)
+    ids, q, _ = qa_inputs(t=8)
+    q[:] = False
+    q[:, :2] = True  # CLS and one question token
+
+    def decode(start, end):
+        model.forward = lambda *a, **k: (mt.Tensor(np.array(start, float)), mt.Tensor(np.array(end, float)))
+        return [tuple(x) for x in model.predict_spans(ids, q, max_answer_len=3)]
+
+    ninf = -np.inf
+    base_s, base_e = [0.0, ninf, 1, 0, 0, 0, 0, 0], [0.0, ninf, 0, 2, 0, 0, 0, 0]
+    assert decode([base_s] * 2, [base_e] * 2)[0] == (2, 3)  # 1 + 2 beats the null 0 + 0
+    assert decode([[3.0] + base_s[1:]] * 2, [base_e] * 2)[0] == (0, 0)  # the null's 3 beats 3: ties go to it
+    # CLS's start 5 with the context's end 2 would score 7, but no span starts on CLS except (0, 0) (score 5)
+    assert decode([[5.0, ninf, 5.5, 0, 0, 0, 0, 0]] * 2, [base_e] * 2)[0] == (2, 3)
+
+
 def test_qa_errors_name_the_example():
     model = LongformerForQuestionAnswering(cfg(), rng=0, dtype=np.float64)
     ids, q, pad = qa_inputs()

@@ -47,11 +47,12 @@ __all__ = ["DEFAULTS", "RECIPE", "TASKS", "GenreExamples", "LongformerRecipe", "
 #: ``train longformer --preset tiny --task T``'s settings when no option is given. seq_len is the model's
 #: max_len for the tasks (whole scenes up to that many characters) and the window length for lm; warmup is
 #: at most steps/5; eval_batches None: the whole validation split. Seconds per step on 2 CPU cores are in
-#: the README. AdamW's settings, the seed and the final figure's scope are TrainConfig's defaults.
+#: the README. AdamW's settings, the seed and the final figure's scope are TrainConfig's defaults. speaks'
+#: 1,000 steps are for a start from the first-line run (``--init``, README); from nothing it needs far more.
 DEFAULTS = {
     "genre": {"steps": 400, "batch_size": 8, "seq_len": 2048, "lr": 1e-3, "eval_every": 100, "eval_batches": None,
               "ckpt_every": 100, "warmup": 100},
-    "speaks": {"steps": 1500, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250, "eval_batches": None,
+    "speaks": {"steps": 1000, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 250, "eval_batches": None,
                "ckpt_every": 250, "warmup": 100},
     "first-line": {"steps": 4000, "batch_size": 8, "seq_len": 512, "lr": 2e-3, "eval_every": 500,
                    "eval_batches": None, "ckpt_every": 500, "warmup": 100},

@@ -50,6 +50,8 @@ import numpy as np
 import minitensor as mt
 from minitensor.backend import to_numpy
 
+from minitensor import distributed
+
 from . import checkpoint, data, files, recipes, step_memory
 from .evaluate import model_device
 
@@ -156,7 +158,7 @@ def batches_for(model, train_data, cfg: TrainConfig, device):
 # ------------------------------------------------------------------ the loop
 
 def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dict, model_config_dict,
-          resume=False, overwrite=False, stop_at=None, run_info=None, log=print) -> dict:
+          resume=False, overwrite=False, stop_at=None, run_info=None, log=print, world=None) -> dict:
     """Train ``model`` on ``train_ids`` for ``cfg.steps`` steps, writing to ``out_dir``.
 
     ``train_ids``/``val_ids``: token ids for language models; for Longformer tasks, the encoded
@@ -168,14 +170,26 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
     ``cfg.steps``. ``run_info`` (a JSON-able dict, e.g. the preset's name) is saved with the checkpoint.
     Returns ``{"step", "loss", "val_bpc"}`` of the last step (val_bpc of the final evaluation; None for a
     task) and the last validation metrics (``val_accuracy`` or ``val_exact_match`` and the baselines).
+
+    ``world`` (default :func:`minitensor.distributed.world`): the ranks of an ``mpiexec`` run. Each rank
+    reads its slice of every batch (the batch is ``cfg.batch_size`` over all ranks: ``-n 1`` and ``-n 2``
+    train on the same examples), the gradients are averaged over the ranks before the step, and rank 0
+    alone validates, logs and writes the run's files.
     """
+    world = world or distributed.world()
+    root = world.is_root
+    log = log if root else (lambda *a, **k: None)
     checkpoint.check_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    if overwrite and not resume:
-        for name in checkpoint.RUN_FILES:
-            if os.path.exists(os.path.join(out_dir, name)):
-                os.remove(os.path.join(out_dir, name))
-    files.make_output_dir(out_dir)
-    files.remove_leftovers(out_dir, checkpoint.RUN_FILES, log=log)
+    world.check_same("the training run", {"model": recipes.kind_of(model), "model_config": model_config_dict,
+                                          "train_config": cfg.to_dict(), "resume": bool(resume), "stop_at": stop_at})
+    shard = distributed.shard_slice(cfg.batch_size, world.rank, world.size)  # this rank's rows of each batch
+    if root:
+        if overwrite and not resume:
+            for name in checkpoint.RUN_FILES:
+                if os.path.exists(os.path.join(out_dir, name)):
+                    os.remove(os.path.join(out_dir, name))
+        files.make_output_dir(out_dir)
+        files.remove_leftovers(out_dir, checkpoint.RUN_FILES, log=log)
     ckpt_path = os.path.join(out_dir, checkpoint.CHECKPOINT_NAME)
     metrics_path = os.path.join(out_dir, checkpoint.METRICS_NAME)
     png_path = os.path.join(out_dir, checkpoint.PLOT_NAME)
@@ -185,6 +199,7 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
     params = model.parameters()
     opt = mt.optim.AdamW(params, lr=cfg.lr, betas=(0.9, cfg.beta2), weight_decay=cfg.weight_decay, skip_1d_decay=True)
     batches = batches_for(model, train_ids, cfg, device)
+    batches.shard = shard
     step = 0
 
     if resume:
@@ -204,18 +219,28 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         opt.load_state_dict({**optim_state, **meta["optim"]})
         batches.restore(state, meta)
         checkpoint.set_generator_states(model, meta["model_rng_states"])
-        # Metrics logged after the checkpoint belong to the lost part of the run: drop them.
-        kept = checkpoint.read_metrics(metrics_path, up_to_step=step, log=log)
-        files.write_atomic(metrics_path, lambda f: f.writelines(json.dumps(r) + "\n" for r in kept))
+        if root:  # metrics logged after the checkpoint belong to the lost part of the run: drop them
+            kept = checkpoint.read_metrics(metrics_path, up_to_step=step, log=log)
+            files.write_atomic(metrics_path, lambda f: f.writelines(json.dumps(r) + "\n" for r in kept))
         log(f"resumed from {ckpt_path} at step {step}")
+    world.broadcast_parameters(params)  # every rank starts from rank 0's weights
+    if world.rank:  # rank r's dropout draws: the saved (rank 0's) streams, jumped r times ahead
+        for g in checkpoint.model_generators(model).values():
+            g.bit_generator.state = g.bit_generator.jumped(world.rank).state
 
-    def save():
+    def checkpoint_fields():  # on every rank: Transformer-XL's memory is gathered from every rank's streams
+        fields = batches.checkpoint_fields()
+        if fields.get("mems") is not None:
+            fields["mems"] = world.gather_rows(fields["mems"])
+        return fields
+
+    def save(fields):  # on rank 0: its streams and weights (the same weights on every rank)
         checkpoint.save_checkpoint(ckpt_path, model, opt, step=step, tokenizer_dict=tokenizer_dict,
                                    model_config_dict=model_config_dict, train_config=cfg, run_info=run_info,
-                                   **batches.checkpoint_fields())
+                                   **fields)
 
     step_memory.check_step_fits(model, cfg.batch_size, cfg.seq_len)  # a step that cannot fit: refused now
-    bar = progress_bar(cfg.steps, step)
+    bar = progress_bar(cfg.steps, step) if root else None
     loss_value, val_metrics = float("nan"), {}
     model.train()
     while step < last_step:
@@ -223,18 +248,23 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
         # GPT-1's schedule: linear warmup, then cosine annealing to min_lr over cfg.steps.
         opt.lr = mt.optim.warmup_cosine(step, warmup=cfg.warmup, total=cfg.steps, peak_lr=cfg.lr, min_lr=cfg.min_lr)
         opt.zero_grad()
-        loss, n_targets = batches.step_loss(model)  # the next batch's mean cross-entropy (nats)
+        loss, n_targets = batches.step_loss(model)  # the next batch's mean cross-entropy (nats), this rank's rows
         loss.backward()
+        world.average_gradients(params)  # the whole batch's gradient on every rank (one process: as it is)
         grad_norm = mt.optim.clip_grad_norm(params, cfg.grad_clip)
         opt.step()
         step += 1
 
-        loss_value = float(to_numpy(loss.data))
+        loss_value = world.mean(float(to_numpy(loss.data)))  # the whole batch's loss
+        n_targets *= world.size
         if not math.isfinite(loss_value):
             raise RuntimeError(f"training diverged at step {step}: loss is {loss_value} (try a lower --lr)")
         tokens_per_s = n_targets / max(time.perf_counter() - t0, 1e-9)
         record = {"step": step, "loss": loss_value, "lr": opt.lr, "grad_norm": grad_norm,
                   "tokens_per_s": tokens_per_s}
+        fields = checkpoint_fields() if step % cfg.ckpt_every == 0 or step == last_step else None
+        if not root:
+            continue
         if step % cfg.eval_every == 0 or step == cfg.steps:
             val_metrics = batches.validate(model, val_ids, cfg.eval_batches)  # {"val_bpc": ...} or task scores
             record.update(val_metrics)
@@ -248,12 +278,13 @@ def train(model, train_ids, val_ids, cfg: TrainConfig, out_dir, *, tokenizer_dic
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
             bar.update(1)  # redraws with the postfix above
 
-        if step % cfg.ckpt_every == 0 or step == last_step:
-            save()
+        if fields is not None:
+            save(fields)
             checkpoint.plot_losses(metrics_path, png_path, log=lambda *a: None)  # the note is printed once, at the end
     if bar is not None:
         bar.close()
-    checkpoint.plot_losses(metrics_path, png_path, log=log)
+    if root:
+        checkpoint.plot_losses(metrics_path, png_path, log=log)
     return {"step": step, "loss": loss_value, "val_bpc": val_metrics.get("val_bpc"), **val_metrics}
 
 
@@ -339,12 +370,17 @@ def run(recipe, opts) -> int:
     if getattr(opts, "init", None) is not None:  # a Longformer task from the masked-LM pretraining
         run_info = {**run_info, **recipe.initialise(model, opts, tokenizer)}
     model = model.to(device)
+    world = distributed.world()  # the ranks of an mpiexec run (one process: rank 0 of 1)
     splits, sizes = recipe.prepare(corpus, tokenizer, config)
-    print(f"model: {recipe.describe(opts, preset, config, kind)}, {model.num_parameters():,} parameters, "
-          f"vocabulary {tokenizer.vocab_size}; {sizes}; device {device}; output {out}")
+    ranks = f"; {world.size} processes" if world.size > 1 else ""
+    if world.is_root:
+        print(f"model: {recipe.describe(opts, preset, config, kind)}, {model.num_parameters():,} parameters, "
+              f"vocabulary {tokenizer.vocab_size}; {sizes}; device {device}{ranks}; output {out}")
     result = train(model, splits["train"], splits["validation"], cfg, out, tokenizer_dict=tokenizer.to_dict(),
                    model_config_dict=config.to_dict(), resume=opts.resume, overwrite=opts.overwrite,
-                   stop_at=opts.stop_at, run_info=run_info)
+                   stop_at=opts.stop_at, run_info=run_info, world=world)
+    if not world.is_root:
+        return 0  # rank 0 scores the run and writes its results
     ckpt_path = os.path.join(out, checkpoint.CHECKPOINT_NAME)
     results = recipe.report(model, splits, cfg, {**result, "run": run_info}, opts, preset, config, ckpt_path)
     if results is not None:

@@ -21,7 +21,10 @@ __all__ = ["DEFAULTS", "MODEL", "RECIPE", "GPTRecipe", "RandomWindows"]
 
 class RandomWindows:
     """Each step ``B`` windows of ``T`` characters at random offsets (seeded by ``cfg.seed``): GPT, and the
-    Longformer language model, which reads its text as GPT does."""
+    Longformer language model, which reads its text as GPT does. ``shard``: this rank's rows of each batch
+    (:func:`models.train.train` sets it; all of them in one process)."""
+
+    shard = slice(None)
 
     def __init__(self, train_ids, cfg, device):
         self.ids, self.cfg, self.device = np.asarray(train_ids), cfg, device
@@ -30,6 +33,7 @@ class RandomWindows:
     def step_loss(self, model):
         r"""``(loss, n_targets)`` of the next batch: $L_1 = -$mean $\log P(u_i \mid u_{<i})$."""
         x, y = data.random_batches(self.ids, self.cfg.batch_size, self.cfg.seq_len, self.rng)  # (B, T) each
+        x, y = x[self.shard], y[self.shard]
         return model.lm_loss(to_device(x, self.device), to_device(y, self.device)), y.size
 
     def checkpoint_fields(self) -> dict:

@@ -103,6 +103,7 @@ def masked_bpc(model, text: MaskedText, batch_size: int, seq_len: int, max_batch
 
 
 class MaskedWindows:
+    shard = slice(None)  # this rank's rows of each batch (models.train.train sets it)
     """The batches-and-loss adapter of ``--task mlm``: each step ``B`` windows of ``seq_len - 1`` characters at
     random offsets of the training text, ``<s>`` in front, corrupted by :func:`mask_tokens`."""
 
@@ -113,6 +114,7 @@ class MaskedWindows:
     def step_loss(self, model):
         x, _ = data.random_batches(self.text.ids, self.cfg.batch_size, self.cfg.seq_len - 1, self.rng)
         inputs, labels = mask_tokens(_with_start(x, self.text.start_id), self.rng, self.text)
+        inputs, labels = inputs[self.shard], labels[self.shard]
         loss = model.loss(to_device(inputs, self.device), to_device(labels, self.device))
         return loss, int((labels != IGNORE).sum())  # the characters restored this step
 

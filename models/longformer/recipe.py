@@ -91,6 +91,7 @@ class Examples:
     batch's longest, ``loss`` from the task head (the subclass's :meth:`loss`)."""
 
     score = ""  # the name of the validation figure
+    shard = slice(None)  # this rank's rows of each batch (models.train.train sets it)
 
     def __init__(self, train_examples: longdoc.Encoded, cfg, device):
         self.examples, self.cfg, self.device = train_examples, cfg, device
@@ -102,6 +103,7 @@ class Examples:
     def step_loss(self, model):
         index = self.rng.choice(len(self.examples), size=min(self.cfg.batch_size, len(self.examples)), replace=False)
         b = self.examples.draw(index, self.rng)  # (B, T) ids, padding_mask ...
+        b = {k: v[self.shard] for k, v in b.items()}
         return self.loss(model, b), int(b["padding_mask"].sum())  # tokens read this step
 
     def checkpoint_fields(self) -> dict:

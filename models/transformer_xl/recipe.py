@@ -37,7 +37,10 @@ def saved_mems(state):
 
 class Recurrence:
     """``B`` contiguous streams read segment after segment, the memory carried from step to step
-    (truncated BPTT) and reset at the start of every pass over the text."""
+    (truncated BPTT) and reset at the start of every pass over the text. ``shard``: this rank's streams
+    (:func:`models.train.train` sets it); each rank carries the memory of its own streams."""
+
+    shard = slice(None)
 
     def __init__(self, train_ids, cfg, device):
         self.stream = data.SegmentStream(train_ids, cfg.batch_size, cfg.seq_len)
@@ -47,6 +50,7 @@ class Recurrence:
 
     def step_loss(self, model):
         x, y, starts = self.stream.next_segment()  # (B, L) each, continuing the previous segment
+        x, y = x[self.shard], y[self.shard]
         if starts:
             self.mems = None  # a new pass: nothing precedes this segment
         loss, self.mems = model.loss(to_device(x, self.device), to_device(y, self.device), self.mems)
@@ -58,7 +62,7 @@ class Recurrence:
     def restore(self, state, meta) -> None:
         self.stream.load_state_dict(meta["stream_state"])
         mems = saved_mems(state)
-        self.mems = None if mems is None else [to_device(m, self.device) for m in mems]
+        self.mems = None if mems is None else [to_device(m[self.shard], self.device) for m in mems]  # every stream's
 
     def validate(self, model, val_text, max_batches) -> dict:
         """Cached evaluation: ``batch_size`` contiguous slices read in segments of ``seq_len`` with the

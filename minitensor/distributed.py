@@ -134,6 +134,7 @@ class MPIWorld:
                                  f"ranks in {what}; one of them has died or stalled. Stopping the run "
                                  "(MINITENSOR_DIST_TIMEOUT sets the wait).\n")
                 sys.stderr.flush()
+                time.sleep(0.5)  # for the launcher to pass the message on before it ends the ranks
                 self.comm.Abort(1)
             time.sleep(pause)
             pause = min(1e-3, pause + 1e-5)  # first a few quick polls, then at most a millisecond apart
@@ -149,7 +150,7 @@ class MPIWorld:
         r"""Every parameter's ``grad`` replaced by its mean over the ranks, bucket by bucket:
         $\bar g = \frac1N \sum_r g_r$. The ranks must agree on which parameters have a gradient."""
         present = [i for i, p in enumerate(params) if p.grad is not None]
-        if not self._agree("the parameters that have a gradient", present):
+        if not self._agree("the gradients' allreduce", present):
             raise DistributedError("the ranks disagree on which parameters have a gradient")
         by_dtype = {}  # one buffer holds one dtype
         for i in present:

@@ -139,8 +139,16 @@ class MPIWorld:
             time.sleep(pause)
             pause = min(1e-3, pause + 1e-5)  # first a few quick polls, then at most a millisecond apart
 
+    @staticmethod
+    def _host_only(params) -> None:
+        device = next((type(p.data).__module__ for p in params if not isinstance(p.data, np.ndarray)), None)
+        if device is not None:
+            raise DistributedError(f"data parallelism over MPI moves NumPy arrays; these parameters are {device} "
+                                   "arrays (a model on the GPU), whose NCCL path is not written yet")
+
     def broadcast_parameters(self, params) -> None:
         """Rank 0's parameters, copied into every rank's (in place)."""
+        self._host_only(params)
         for p in params:
             data = np.ascontiguousarray(p.data)
             self._wait(self.comm.Ibcast(data, root=0), "the broadcast of the initial parameters")

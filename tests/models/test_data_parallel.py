@@ -67,6 +67,18 @@ def test_two_processes_train_as_one(tmp_path, model):
     assert_same_run(one, two)
 
 
+def test_dropout_on_two_ranks_is_reproducible(tmp_path):
+    """Each rank draws its own dropout masks (rank 0's streams jumped ahead): the same run twice gives the
+    same numbers, and they differ from one process's (other masks)."""
+    args = ["-m", "models", "train", "gpt", "--seq-len", "64", "--dropout", "0.1", *SHORT, "--steps", "3"]
+    outs = [str(tmp_path / n) for n in ("a", "b", "one")]
+    for n, out in zip((2, 2, None), outs):
+        p = run(n, *args, "--out", out)
+        assert p.returncode == 0, p.stderr
+    a, b, one = ([r["loss"] for r in metrics(out)] for out in outs)
+    assert a == b and a != one
+
+
 def test_resume_across_numbers_of_processes(tmp_path):
     """A checkpoint written by 2 ranks continues on 1, and one of 1 rank on 2; Transformer-XL's memory
     (each rank carries its own streams') included."""
@@ -116,3 +128,14 @@ def test_a_rank_that_stalls_stops_the_run_with_a_message():
     assert time.monotonic() - t0 < 50  # not the 60 s of the stalled rank: the others gave up after 2
     assert p.returncode != 0
     assert "rank 0 of 2 waited 2 s for the other ranks" in p.stderr and "has died or stalled" in p.stderr
+
+
+def test_arrays_mpi_cannot_move_are_refused_by_name():
+    """A model whose arrays are not NumPy's (CuPy's, on a GPU) is refused before any exchange: its path
+    (NCCL) is not written yet. Checked with a stand-in array type, on one rank."""
+    code = ("import types; from minitensor.distributed import MPIWorld, DistributedError\n"
+            "try:\n    MPIWorld().broadcast_parameters([types.SimpleNamespace(data=memoryview(b'1234'))])\n"
+            "except DistributedError as e:\n    print(e)\n")
+    p = run(None, "-c", code)
+    assert p.returncode == 0, p.stderr
+    assert "moves NumPy arrays; these parameters are builtins arrays" in p.stdout and "NCCL" in p.stdout

@@ -6,6 +6,7 @@
     python -m models train gpt --preset tiny --overwrite     # start runs/gpt-tiny afresh (refused without it)
     python -m models train txl --preset tiny --mem-len 64    # Transformer-XL: segments carry memory
     python -m models train longformer --task genre           # whole scenes -> genre (also speaker-qa, speaks, first-line, lm, mlm)
+    mpiexec -n 2 python -m models train gpt                  # two processes, each half of every batch (extra 'distributed')
     python -m models sample --ckpt runs/gpt-tiny --prompt "ROMEO:" --length 200
     python -m models sample --hf openai-gpt --prompt "the king said"   # a Hugging Face GPT-1 directory
     python -m models evaluate --ckpt runs/txl-tiny           # test bpc: cached (txl) or sliding window (gpt)
@@ -81,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="pretrain a language model on Shakespeare (character level)",
                        description="Pretrain a model on the Shakespeare corpus (train split); report validation "
-                                   "bits per character. Writes checkpoint.npz, metrics.jsonl and loss.png to --out.")
+                                   "bits per character. Writes checkpoint.npz, metrics.jsonl and loss.png to --out. "
+                                   "Under mpiexec -n N, N processes train together, each on 1/N of every batch "
+                                   "(--batch-size is the whole batch; pip install -e '.[distributed]').")
     t.add_argument("model", help="which model to train: gpt, txl (Transformer-XL) or longformer (with --task)")
     t.add_argument("--task", choices=["genre", "speaker-qa", "speaks", "first-line", "lm", "mlm"],
                    help="longformer only: scene -> genre, speaker-qa (span of the speaker's name), speaks (does "

@@ -271,6 +271,11 @@ def cmd_task(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from minitensor.distributed import launched_size
+
+        if args.command != "train" and launched_size() > 1:  # each rank would write the same files
+            raise ValueError(f"only `train` runs on several processes (mpiexec -n {launched_size()}); run "
+                             f"`{args.command}` with plain python")
         return {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "finetune": cmd_finetune,
                 "task": cmd_task, "tokenizer": tokenizer_cli.cmd_tokenizer}[args.command](args)
     except KeyboardInterrupt:

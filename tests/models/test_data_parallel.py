@@ -95,6 +95,12 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path):
     assert "a batch of 3 cannot be split equally over 2 ranks" in p.stderr
 
 
+def test_only_train_runs_on_several_processes(tmp_path):
+    p = run(2, "-m", "models", "evaluate", "--ckpt", str(tmp_path))
+    assert p.returncode != 0
+    assert "only `train` runs on several processes (mpiexec -n 2); run `evaluate` with plain python" in p.stderr
+
+
 def test_ranks_that_disagree_on_the_run_are_refused(tmp_path):
     base = [sys.executable, "-m", "models", "train", "gpt", *SHORT, "--steps", "2", "--out", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": ROOT, "OPENBLAS_NUM_THREADS": "1"}

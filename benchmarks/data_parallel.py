@@ -39,8 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(ROOT, "benchmarks", "out")
 
 
-def worker(steps: int) -> dict:
-    """One process's (or rank's) step times, split into parts; printed as JSON by rank 0."""
+def worker(steps: int) -> None:
+    """One process's (or rank's) step times, split into parts; rank 0 prints them as JSON."""
     sys.path.insert(0, ROOT)
     import numpy as np
 
@@ -79,7 +79,8 @@ def worker(steps: int) -> dict:
            "tokens_per_s": b * t / med["step"]}
     if world.size > 1:
         out["alpha_beta"] = fit_alpha_beta(world)
-    return out
+    if world.is_root:
+        print(json.dumps(out))
 
 
 def fit_alpha_beta(world) -> dict:
@@ -133,11 +134,7 @@ def main(argv=None):
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        result = worker(args.steps)
-        from minitensor import distributed
-
-        if distributed.launched_size() == 1 or os.environ.get("PMI_RANK", "0") == "0":
-            print(json.dumps(result))
+        worker(args.steps)
         return
     configs = [("1 process, 1 thread", 1, 1), ("1 process, 2 threads", 2, 1), ("2 ranks x 1 thread", 1, 2)]
     runs = {name: [] for name, _, _ in configs}

@@ -179,10 +179,9 @@ def all_gather(chunks):
 def ring_allreduce(arrays):
     """Every rank's array replaced by the sum of all of them: each cut into N chunks, then the two phases."""
     n = len(arrays)
-    chunks = np.stack([np.array_split(a, n) for a in arrays]) if arrays[0].size % n == 0 else None
-    if chunks is None:
+    if arrays[0].size % n:
         raise ValueError(f"ring_allreduce: {arrays[0].size} numbers do not cut into {n} equal chunks")
-    done = all_gather(reduce_scatter(chunks))
+    done = all_gather(reduce_scatter(np.stack([a.reshape(n, -1) for a in arrays])))
     return [done[r].reshape(-1) for r in range(n)]
 
 

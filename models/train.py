@@ -48,9 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import minitensor as mt
-from minitensor.backend import to_numpy
-
 from minitensor import distributed
+from minitensor.backend import to_numpy
 
 from . import checkpoint, data, files, recipes, step_memory
 from .evaluate import model_device

@@ -42,9 +42,8 @@ from collections import Counter
 import numpy as np
 
 from .. import data
-from . import longdoc
 from .heads import LongformerForQuestionAnswering
-from .longdoc import Encoded, LongdocTokenizer, _speeches, corpus_scenes
+from .longdoc import Encoded, LongdocTokenizer, _speeches, corpus_scenes, encode_qa
 
 __all__ = ["PER_SCENE", "LongformerFirstLine", "LongformerSpeaks", "Renamer", "build_first_line", "build_speaks",
            "cast_prior", "check_first_line_example", "encode_speaks", "first_line_baselines", "rename_speakers",
@@ -139,7 +138,7 @@ def encode_speaks(examples: list, tok: LongdocTokenizer) -> Encoded:
     """``<s> NAME $ context``, the question mask over ``<s> NAME $``, label 1 for "yes"; the span of NAME's
     first line for "yes", (0, 0), CLS, for "no"."""
     answers = [ex if ex["label"] == "yes" else {**ex, "answer_start": 0, "answer_end": 1} for ex in examples]
-    enc = longdoc.encode_qa(answers, tok, max_answer_len=LONGEST_LINE)
+    enc = encode_qa(answers, tok, max_answer_len=LONGEST_LINE)
     labels = np.array([LABELS.index(ex["label"]) for ex in examples], dtype=np.int64)
     no = labels == 0
     enc.starts[no], enc.ends[no] = 0, 0

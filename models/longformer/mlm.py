@@ -103,9 +103,10 @@ def masked_bpc(model, text: MaskedText, batch_size: int, seq_len: int, max_batch
 
 
 class MaskedWindows:
-    shard = slice(None)  # this rank's rows of each batch (models.train.train sets it)
     """The batches-and-loss adapter of ``--task mlm``: each step ``B`` windows of ``seq_len - 1`` characters at
     random offsets of the training text, ``<s>`` in front, corrupted by :func:`mask_tokens`."""
+
+    shard = slice(None)  # this rank's rows of each batch (models.train.train sets it)
 
     def __init__(self, train_text: MaskedText, cfg, device):
         self.text, self.cfg, self.device = train_text, cfg, device

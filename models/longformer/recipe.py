@@ -170,8 +170,9 @@ _HITS = {"classification": _class_hits, "span": _span_hits, "span-or-none": _ans
 
 def evaluate_task(model, examples: longdoc.Encoded, batch_size: int, max_batches: int | None = None) -> float:
     """Accuracy (classification: the argmax label; span-or-none: whether the model answered, against the
-    label) or exact match (span: the predicted span's TEXT equals the answer's, as SQuAD scores it — for speaker-qa any header of the right speaker counts, which is also
-    how the baselines are scored) on ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
+    label) or exact match (span: the predicted span's TEXT equals the answer's, as SQuAD scores it — for
+    speaker-qa any header of the right speaker counts, which is also how the baselines are scored) on
+    ``examples``, in batches of ``batch_size`` in order; dropout off, mode restored."""
     hits, count = 0, 0
     with eval_mode(model):
         for i, lo in enumerate(range(0, len(examples), batch_size)):

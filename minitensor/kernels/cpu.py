@@ -13,7 +13,6 @@ Each kernel has the signature of the formula it replaces (named in ``register``)
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -132,8 +131,9 @@ def layer_norm(x, weight, bias, eps):
     return y, xhat, rstd
 
 
-def _layer_norm_dx_blocks(grad, xhat, rstd, weight):
-    """The output of :func:`layer_norm_dx`, and the function that fills one block of its rows."""
+@register("layer_norm_dx", exact=True)
+def layer_norm_dx(grad, xhat, rstd, weight):
+    """:func:`minitensor.ops.nn.layer_norm_dx` on blocks of whole rows, in the formula's order."""
     out = buffers.empty_like(xhat, np.result_type(grad, weight, xhat))
 
     def block(ix):
@@ -144,41 +144,8 @@ def _layer_norm_dx_blocks(grad, xhat, rstd, weight):
         o -= xb * g.mean(axis=-1, keepdims=True)
         o *= rstd[ix]
 
-    return out, block
-
-
-@register("layer_norm_dx", exact=True)
-def layer_norm_dx(grad, xhat, rstd, weight):
-    """:func:`minitensor.ops.nn.layer_norm_dx` on blocks of whole rows, in the formula's order."""
-    out, block = _layer_norm_dx_blocks(grad, xhat, rstd, weight)
     for_blocks(block, xhat.shape, -1)
     return out
-
-
-@register("layer_norm_grads", exact=True)
-def layer_norm_grads(grad, xhat, rstd, weight, needs):
-    """:func:`minitensor.ops.nn.layer_norm_grads`: the blocks of $\\bar x$ and the two sums over rows
-    shared by the threads in one go.
-
-    Each sum is the formula's own call, whole, on whichever thread takes it (a sum
-    cut into blocks would add in another order): while one thread sums, the other
-    works through the blocks of $\\bar x$, instead of the sums waiting on one
-    thread after the blocks.
-    """
-    from . import formula  # noqa: PLC0415  (the package imports this module)
-
-    grads = [None, None, None]
-    tasks = []
-    if needs[0]:
-        grads[0], block = _layer_norm_dx_blocks(grad, xhat, rstd, weight)
-        tasks += [functools.partial(block, ix) for ix in threads.blocks(xhat.shape, -1)]
-
-    def row_sum(i):  # the formula computing its gradient i alone
-        grads[i] = formula("layer_norm_grads")(grad, xhat, rstd, weight, tuple(j == i for j in range(3)))[i]
-
-    tasks += [functools.partial(row_sum, i) for i in (1, 2) if needs[i]]
-    threads.run_blocks(lambda task: task(), tasks)
-    return tuple(grads)
 
 
 @register("scale_keep", exact=True)
@@ -261,23 +228,6 @@ def scatter_add(target, index, values):
 
 register("matmul", exact=False)(threads.matmul)  # split over the threads, BLAS on one thread each
 register("matmul_pair", exact=False)(threads.matmul_pair)  # two products side by side, one thread each
-
-
-@register("affine_grads", exact=False)
-def affine_grads(grad, x, weight, needs):
-    """:func:`minitensor.ops.linalg.affine_grads`: the pieces of both products (cut as
-    :func:`.threads.matmul` cuts each alone) and the bias's sum over rows, shared by the threads in one go.
-
-    The sum is the formula's own call, whole (cut into blocks it would add in another order).
-    """
-    from . import formula  # noqa: PLC0415  (the package imports this module)
-
-    need_x, need_w, need_b = (*needs, False)[:3]
-    products = [(a, b, None) for a, b, need in ((grad, weight, need_x), (grad.T, x, need_w)) if need]
-    bias_grad = []
-    also = [lambda: bias_grad.append(formula("affine_grads")(grad, x, weight, (False, False, True))[2])] if need_b else []
-    outs = iter(threads.matmuls(products, also))
-    return (next(outs) if need_x else None), (next(outs) if need_w else None), (bias_grad[0] if need_b else None)
 
 # Numerical Recipes' Chebyshev fit of erfc (``erfcc``): $\mathrm{erfc}(a) = t\,e^{-a^2 + P(t)}$, $t = 1/(1 + a/2)$,
 # $P$ of degree 9 with these coefficients (lowest first), a relative error under 1.2e-7 for every $a \ge 0$.

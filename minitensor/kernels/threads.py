@@ -306,12 +306,8 @@ def matmul_pair(a, b, c, d):
     return tuple(matmuls([(a, b, None), (c, d, None)]))
 
 
-def matmuls(products, also=()):
-    """``[np.matmul(a, b) (+ bias) for a, b, bias in products]``, all their pieces shared by the threads at once.
-
-    ``also``: functions of no argument, each run once (on whichever thread is free) among the pieces:
-    other work of the same op that needs none of these products.
-    """
+def matmuls(products):
+    """``[np.matmul(a, b) (+ bias) for a, b, bias in products]``, all their pieces shared by the threads at once."""
     threads = _threads
     outs, pieces = [], []
     for a, b, bias in products:
@@ -332,18 +328,15 @@ def matmuls(products, also=()):
         out = buffers.empty(batch + (m, n), np.result_type(a, b))
         outs.append(out)
         pieces += _pieces(a, b, bias, out, batch, threads)  # cut as matmul alone cuts it: the same numbers
-    if pieces or also:
+    if pieces:
         def product(i):
-            if i >= len(pieces):
-                also[i - len(pieces)]()
-                return
             a, b, bias, out = pieces[i]
             np.matmul(a, b, out=out)
             if bias is not None:
                 out += bias
 
         with single_threaded_blas():
-            run_blocks(product, range(len(pieces) + len(also)))
+            run_blocks(product, range(len(pieces)))
     return outs
 
 

@@ -68,20 +68,13 @@ class Affine(Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[:2]
         g2 = grad.reshape(-1, grad.shape[-1])  # (rows, out)
-        gx, gw, gb = affine_grads(g2, x.reshape(-1, x.shape[-1]), weight, ctx.needs_input_grad)
+        gx, gw = _gradients(need_x, need_w, (g2, weight), (g2.T, x.reshape(-1, x.shape[-1])))
         gx = None if gx is None else gx.reshape(x.shape)
-        return (gx, gw) if len(ctx.needs_input_grad) == 2 else (gx, gw, gb)
-
-
-@kernels.replaceable("affine_grads")
-def affine_grads(grad, x, weight, needs):
-    r"""$(\bar x,\ \bar W,\ \bar b) = (\bar y\, W,\ \bar y^\top x,\ \sum_{\text{rows}} \bar y)$ for rows
-    ``x`` (rows, in) and ``grad`` $= \bar y$ (rows, out); None where ``needs`` (one flag per input of
-    :class:`Affine`, two without a bias) is False."""
-    need_x, need_w, need_b = (*needs, False)[:3]
-    gx, gw = _gradients(need_x, need_w, (grad, weight), (grad.T, x))
-    return gx, gw, (grad.sum(axis=0) if need_b else None)
+        if len(ctx.needs_input_grad) == 2:
+            return gx, gw
+        return gx, gw, (g2.sum(axis=0) if ctx.needs_input_grad[2] else None)
 
 
 def _gradients(need_first, need_second, first, second):

@@ -6,7 +6,7 @@ hand-derived backward. ``tests/minitensor/test_fused.py`` checks every one
 against its composed twin.
 """
 from .. import kernels
-from ..autograd import Function, unbroadcast
+from ..autograd import Function
 from ..backend import get_array_module
 
 
@@ -112,8 +112,7 @@ class LayerNorm(Function):
     $$\bar x = r\,\Big(g - \tfrac1n \textstyle\sum_i g_i - \hat x\, \tfrac1n \sum_i g_i \hat x_i\Big).$$
 
     The two subtracted means are the paths through $\mu$ and through $\sigma^2$.
-    The sums over rows of $\bar w, \bar b$ are the engine's broadcasting rule
-    (:func:`~minitensor.autograd.unbroadcast`), written out in :func:`layer_norm_grads`.
+    The sums over rows of $\bar w, \bar b$ are the engine's broadcasting rule.
     """
 
     @staticmethod
@@ -125,7 +124,9 @@ class LayerNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         xhat, rstd, weight = ctx.saved_tensors
-        return layer_norm_grads(grad, xhat, rstd, weight, ctx.needs_input_grad)
+        need_x, need_w, need_b = ctx.needs_input_grad
+        gx = layer_norm_dx(grad, xhat, rstd, weight) if need_x else None
+        return gx, (grad * xhat if need_w else None), (grad if need_b else None)
 
 
 @kernels.replaceable("layer_norm")
@@ -148,20 +149,6 @@ def layer_norm_dx(grad, xhat, rstd, weight):
     g = grad * weight
     return rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
     # END SOLUTION
-
-
-@kernels.replaceable("layer_norm_grads")
-def layer_norm_grads(grad, xhat, rstd, weight, needs):
-    r"""$(\bar x,\ \bar w,\ \bar b)$ of :class:`LayerNorm`, None where ``needs`` (one flag per input) is False.
-
-    $\bar w = \sum_{\text{rows}} \bar y \odot \hat x$ and $\bar b = \sum_{\text{rows}} \bar y$: the sums the
-    engine would make of $\bar y \odot \hat x$ and $\bar y$ (:func:`~minitensor.autograd.unbroadcast`),
-    made here so that a kernel can run them beside $\bar x$.
-    """
-    need_x, need_w, need_b = needs
-    return (layer_norm_dx(grad, xhat, rstd, weight) if need_x else None,
-            unbroadcast(grad * xhat, weight.shape) if need_w else None,
-            unbroadcast(grad, weight.shape) if need_b else None)
 
 
 class Dropout(Function):

@@ -41,12 +41,20 @@ import minitensor as mt
 from minitensor.backend import to_numpy
 from minitensor.io import CheckpointError
 
-from . import files, recipes
+from . import files
 
 __all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "PLOT_NAME", "RESULTS_NAME", "RUN_FILES", "append_jsonl",
            "build_model", "check_run_dir", "checkpoint_file", "from_metadata", "load_checkpoint", "load_language_model",
            "model_generators",
            "plot_losses", "read_checkpoint", "read_metrics", "save_checkpoint", "set_generator_states", "split_state"]
+
+
+def _recipes():
+    """:mod:`models.recipes`, imported when first needed: it imports every model, and a model's
+    own modules (the masked LM's, for one) import this one."""
+    from . import recipes  # noqa: PLC0415
+
+    return recipes
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
@@ -91,7 +99,7 @@ def set_generator_states(model, states: dict) -> None:
 
 def build_model(kind: str, config, rng=None, dtype=np.float32):
     """A fresh model of checkpoint kind ``kind`` (a key of :data:`models.recipes.KINDS`)."""
-    k = recipes.kind(kind)
+    k = _recipes().kind(kind)
     return k.model(config, *k.build_args, rng=rng, dtype=dtype)
 
 
@@ -110,7 +118,7 @@ def save_checkpoint(path, model, opt, *, step, tokenizer_dict, model_config_dict
         else:
             opt_scalars[k] = v
     metadata = {
-        "model": recipes.kind_of(model),
+        "model": _recipes().kind_of(model),
         "dtype": str(model.parameters()[0].dtype),
         "step": int(step),
         "model_config": model_config_dict,
@@ -163,8 +171,8 @@ def read_checkpoint(path, expected_model: str | None = None):
     state, metadata = mt.load(path, return_metadata=True)
     if not isinstance(metadata, dict) or "model" not in metadata:
         raise ValueError(f"{path!r} is not a training checkpoint of this project (no 'model' in its metadata)")
-    if not isinstance(metadata["model"], str) or metadata["model"] not in recipes.KINDS:
-        raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not one of {sorted(recipes.KINDS)}")
+    if not isinstance(metadata["model"], str) or metadata["model"] not in _recipes().KINDS:
+        raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not one of {sorted(_recipes().KINDS)}")
     if expected_model is not None and metadata["model"] != expected_model:
         raise ValueError(f"{path!r} is a checkpoint of model {metadata['model']!r}, not {expected_model!r}")
     for field, kind in _METADATA_FIELDS.items():
@@ -203,7 +211,7 @@ def load_checkpoint(path, expected_model: str | None = None):
     """
     path = checkpoint_file(path)
     state, metadata = read_checkpoint(path, expected_model)
-    kind = recipes.kind(metadata["model"])
+    kind = _recipes().kind(metadata["model"])
     from_metadata(path, "tokenizer", kind.tokenizer.from_dict, metadata["tokenizer"])
     config = from_metadata(path, "model_config", kind.config.from_dict, metadata["model_config"])
     dtype = from_metadata(path, "dtype", np.dtype, metadata.get("dtype", "float32"))
@@ -221,7 +229,7 @@ def load_language_model(path, command: str):
     """``(model, tokenizer_dict, metadata, recipe)`` of a character language model's checkpoint (GPT,
     Transformer-XL) for ``command`` (sample, evaluate); another model's is a clear error."""
     model, tokenizer_dict, meta = load_checkpoint(path)
-    recipe = recipes.recipe_of(meta["model"])
+    recipe = _recipes().recipe_of(meta["model"])
     if not recipe.char_lm:
         raise ValueError(f"{path!r} is a {meta['model']} checkpoint; {command} handles gpt and txl "
                          "(a Longformer run's figures are in its results.json)")

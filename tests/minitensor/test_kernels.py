@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -199,6 +200,29 @@ def test_each_cpu_kernel_equals_its_formula(monkeypatch, name, data):
             got = kernel.fn(*args)
         expected = formula(*args)
     assert_same(got, expected, kernel.exact, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_masked_softmax_kernel_equals_its_formula_on_non_finite_scores(monkeypatch, dtype, axis):
+    """The kernel masks by adding -inf: a masked +inf or NaN (which that would turn into NaN) must
+    still give the formula's numbers, and so must unmasked infinities and fully masked rows."""
+    rng = np.random.default_rng(5)
+    scores = rng.standard_normal((2, 6, 8)).astype(dtype)
+    mask = rng.random((1, 6, 8)) < 0.6
+    mask[0, 2] = False  # a fully masked row
+    masked, allowed = np.argwhere(~np.broadcast_to(mask, scores.shape)), np.argwhere(np.broadcast_to(mask, scores.shape))
+    for (b, i, j), value in zip(masked[:3], [np.inf, np.nan, -np.inf]):
+        scores[b, i, j] = value
+    for (b, i, j), value in zip(allowed[-2:], [np.inf, -np.inf]):
+        scores[b, i, j] = value
+    kernel = next(k for k in kernels.registered() if k.name == "masked_softmax" and k.device == "cpu")
+    with small_blocks(monkeypatch), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf, as the formula warns (errstate is per thread)
+        got = kernel.fn(scores, mask, axis)
+        expected = masked_softmax_rows.formula(scores, mask, axis)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.isnan(expected).any() and (expected == 0).any()  # the case is not vacuous
 
 
 # ------------------------------------------------------------------ the ops, both modes, with gradients

@@ -32,22 +32,26 @@ def masked_softmax(scores, mask, axis):
     block makes few of them:
 
     - the mask is applied by adding 0 where allowed and $-\\infty$ where masked, in one pass
-      ($s + 0 = s$, and a finite $s - \\infty = -\\infty$, as the formula's ``where``); only a
-      masked $+\\infty$ or NaN would differ (NaN instead of $-\\infty$), so a block whose row
-      sums show a NaN is done again the formula's way;
+      ($s + 0 = s$, and a finite $s - \\infty = -\\infty$, as the formula's ``where``), when the
+      mask is at most an eighth of the scores' size; only a masked $+\\infty$ or NaN would differ
+      (NaN instead of $-\\infty$), so a block whose row sums show a NaN is done again the formula's way;
     - over the last axis a row's maximum is read at its ``argmax`` (the same value, NaN
       included; NumPy's ``max`` of short rows takes twice as long), by one indexing call;
     - the formula's two fixes (a fully masked row's shift, its zero sum) run only when needed.
     """
-    zero, minus_inf = scores.dtype.type(0), scores.dtype.type(-np.inf)
-    shift = np.broadcast_to(np.where(mask, zero, minus_inf), scores.shape)  # made at the mask's own shape
+    # The additive mask is made at the mask's own shape: worth it when that is small beside the
+    # scores (a (T, T) mask shared by many heads), not for one head's full-size mask.
+    adding = mask.size * 8 <= scores.size
+    if adding:
+        zero, minus_inf = scores.dtype.type(0), scores.dtype.type(-np.inf)
+        shift = np.broadcast_to(np.where(mask, zero, minus_inf), scores.shape)
     mask = np.broadcast_to(mask, scores.shape)  # a view: no full-size copy of a (T, T) mask
     p = buffers.empty_like(scores)
     last = axis in (-1, scores.ndim - 1)
 
     def block(ix):
         out = p[ix]
-        for by_adding in (True, False):  # the second pass only after a NaN row sum
+        for by_adding in (True, False) if adding else (False,):  # the second only after a NaN row sum
             if by_adding:
                 with np.errstate(invalid="ignore"):  # +inf - inf at a masked +inf: redone below
                     np.add(scores[ix], shift[ix], out=out)

@@ -57,11 +57,11 @@ def test_cached_cost_is_the_derived_formula(lesson):
 
 def test_predicted_speedup_against_the_readme(lesson):
     table, measured = lesson["speedup_table"], lesson["README_MEASURED"]
-    assert [round(table[c]) for c in (128, 256, 512, 1024)] == [82, 147, 257, 449]
-    for c in (128, 256):
-        assert abs(table[c] / measured[c] - 1) < 0.1  # the FLOP count explains small C
-    for c in (512, 1024):
-        assert table[c] < measured[c]  # large C: the C^2 elementwise passes are not in the count
+    assert [round(table[c]) for c in (128, 256, 512, 1024, 2048)] == [82, 147, 257, 449, 806]
+    shares = [measured[c] / table[c] for c in (128, 256, 512, 1024, 2048)]
+    assert all(share < 1 for share in shares[:-1])  # small C: a segment's fixed costs are not in the count
+    assert shares[-1] > 1  # C = 2048: the vanilla model's C^2 passes at memory speed are not either
+    assert all(a < b for a, b in itertools.pairwise(shares))  # the shortfall shrinks as C grows
     cs = sorted(table)
     assert all(table[a] < table[b] for a, b in itertools.pairwise(cs))
 

@@ -56,6 +56,7 @@ def _recipes():
 
     return recipes
 
+
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"

@@ -11,7 +11,8 @@ the other cores sit idle. Two changes fix most of that without leaving Python:
 2. **Threads.** NumPy releases the GIL inside its loops, so the blocks can be
    shared between threads, one per core. The calling thread works too, and a
    block is taken from a shared counter when a thread is free, so a core that
-   another program is using slows the op down only by its share.
+   another program is using slows the op down only by its share. (How the
+   helper threads wait for their work: :mod:`.helpers`.)
 
 For the blocked kernels the numbers do not change: each block is computed by
 the same calls as the whole array would be, and no reduction is ever cut
@@ -38,11 +39,12 @@ from functools import lru_cache
 import numpy as np
 
 from . import buffers, int_from_env
+from .helpers import Helpers, usable_cores
 
 BLOCK_ELEMENTS = 1 << 17  # entries per block: 512 KiB of float32, half a core's L2 on this machine or less
 
 _lock = threading.Lock()
-_pool: "_Helpers | None" = None
+_pool: "Helpers | None" = None
 _inside = threading.local()  # set while a thread runs blocks: nested calls stay on that thread
 
 
@@ -50,10 +52,7 @@ def _default_threads() -> int:
     n = int_from_env("MINITENSOR_NUM_THREADS", minimum=1)
     if n is not None:
         return n
-    try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use (a container may have fewer)
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 _threads = _default_threads()
@@ -85,66 +84,11 @@ def set_num_threads(n: int) -> None:
         _threads = int(n)
 
 
-class _Helpers:
-    """``n`` helper threads that wait, each on its own lock, for the next job of :func:`run_blocks`.
-
-    A job is handed over by releasing the helpers' ``start`` locks and collected by
-    acquiring their ``done`` locks: two lock operations per helper and op, where an
-    executor would build a future, a condition and a queue entry for each. One caller
-    at a time uses the helpers (``busy``); a second caller meanwhile runs its blocks alone.
-    """
-
-    def __init__(self, n: int):
-        self.busy = threading.Lock()
-        self.job = None
-        self.start = [threading.Lock() for _ in range(n)]
-        self.done = [threading.Lock() for _ in range(n)]
-        for lock in self.start + self.done:
-            lock.acquire()
-        self.threads = [threading.Thread(target=self._serve, args=(i,), name=f"minitensor-{i}", daemon=True)
-                        for i in range(n)]
-        for t in self.threads:
-            t.start()
-
-    def _serve(self, i: int) -> None:
-        while True:
-            self.start[i].acquire()
-            job = self.job
-            try:
-                if job is None:
-                    return
-                job()
-            except BaseException:  # noqa: BLE001  (the job records its own errors; a helper must not die)
-                pass
-            finally:
-                self.done[i].release()
-
-    def run(self, job, count: int) -> None:
-        """Run ``job()`` on ``count`` helpers and on the calling thread; return when all have finished."""
-        self.job = job
-        for lock in self.start[:count]:
-            lock.release()
-        try:
-            job()
-        finally:
-            for lock in self.done[:count]:
-                lock.acquire()
-            self.job = None
-
-    def close(self) -> None:
-        with self.busy:
-            self.job = None
-            for lock in self.start:
-                lock.release()
-            for t in self.threads:
-                t.join()
-
-
-def _get_pool() -> _Helpers:
+def _get_pool() -> Helpers:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = _Helpers(_threads - 1)
+            _pool = Helpers(_threads - 1)
         return _pool
 
 

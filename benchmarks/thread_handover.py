@@ -12,7 +12,8 @@ the README's main command:
 2. ``balance``: who does the work in a training step (forward + backward + AdamW at the recipe's
    shape): wall time, the calling thread's CPU time, and the helper's CPU time inside its jobs. A
    caller busy for nearly the whole step is the bottleneck: the serial work (AdamW, the engine,
-   every op's Python and small NumPy calls) runs on it alone.
+   every op's Python and small NumPy calls) runs on it alone. (With spinning helpers the caller's
+   CPU time includes its spinning waits; the sleeping line is the one that shows its work.)
 3. ``step``: the same step with each kind of helper, alternated every few steps in one process
    (the host's drift then hits both alike); prints the medians and their ratio.
 

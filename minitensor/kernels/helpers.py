@@ -11,8 +11,9 @@ takes tens of microseconds, and the caller, asleep while the helper finishes, ne
 wake-up: a training step of the README's main command makes 82 hand-overs. So where it is safe
 the helpers **spin**: a helper waits for its next job, and the caller for the helper, in the C
 library's ``pthread_spin_lock`` called through ctypes, which releases the interpreter lock while
-it waits. Both cores stay awake, and two blocks of 2^17 entries run 1.3 times faster than on one
-thread instead of 0.96 times (``benchmarks/thread_handover.py``; the step gains 2-8%). A helper
+it waits. Both cores stay awake, and two blocks of 2^17 entries run 1.16-1.28 times as fast as on
+one thread instead of 0.96-1.07 times (``benchmarks/thread_handover.py``; the main command's step
+takes 2-8% less time without dropout, 5-10% with it). A helper
 that has had no job for ``MINITENSOR_SPIN_MS`` milliseconds (default 20) is parked on its
 sleeping lock by a watchdog thread, so an idle process uses no CPU; ``MINITENSOR_SPIN_MS=0``
 never spins.

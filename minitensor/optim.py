@@ -10,7 +10,9 @@ import math
 
 import numpy as np
 
+from . import kernels
 from .backend import get_array_module, to_device, to_numpy
+from .kernels import flat_adam
 
 
 def _check_number(optimizer, name, value, *, minimum):
@@ -128,6 +130,13 @@ class Adam(Optimizer):
         _check_number(self, "eps", eps, minimum=0.0)
         _check_number(self, "weight_decay", weight_decay, minimum=0.0)
         self.betas, self.eps, self.weight_decay = (b1, b2), eps, weight_decay
+
+    def step(self):
+        # With the fast kernels on the CPU every parameter is updated at once, by the steps of
+        # _update below run over flat arrays (minitensor/kernels/flat_adam.py); else one at a time.
+        if kernels.mode() == "fast" and flat_adam.step(self, (Adam, AdamW), AdamW):
+            return
+        super().step()
 
     def _update(self, i, p, g):
         if self.weight_decay and type(self) is Adam:

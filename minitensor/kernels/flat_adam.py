@@ -31,15 +31,15 @@ class _Flat:
 
     def __init__(self, opt, decays):
         params = opt.params
-        self.order = sorted(range(len(params)), key=lambda i: not decays[i])  # stable: decayed first
-        self.decayed = sum(params[i].data.size for i in self.order if decays[i])
+        order = sorted(range(len(params)), key=lambda i: not decays[i])  # stable: decayed first
+        self.decayed = sum(params[i].data.size for i in order if decays[i])
         total = sum(p.data.size for p in params)
         dtype = params[0].data.dtype
         self.p, self.g = np.empty(total, dtype), np.empty(total, dtype)
         self.moments = {name: np.zeros(total, dtype) for name in opt.state_names}
         self.segments = []  # (parameter index, start, stop) in flat order
         start = 0
-        for i in self.order:
+        for i in order:
             p = params[i]
             stop = start + p.data.size
             self.p[start:stop] = p.data.reshape(-1)
@@ -98,7 +98,7 @@ def step(opt, adam_classes, decoupled_class) -> bool:
     params, m_all, v_all = opt.params, flat.moments["exp_avg"], flat.moments["exp_avg_sq"]
 
     def block(ix):
-        (run,) = ix if ix != (...,) else (slice(0, flat.p.size),)
+        run = ix[0] if isinstance(ix[0], slice) else slice(0, flat.p.size)  # one block: (...,)
         lo, hi = run.start, run.stop
         for i, start, stop in flat.segments:  # this block's gradients, copied in
             a, b = max(lo, start), min(hi, stop)
@@ -109,8 +109,7 @@ def step(opt, adam_classes, decoupled_class) -> bool:
         if n_decayed and decoupled:  # AdamW._update
             pd = p[:n_decayed]
             pd -= (lr * wd) * pd
-        elif n_decayed:  # Adam._update's L2 form
-            g = g.copy()
+        elif n_decayed:  # Adam._update's L2 form, into the block's copy of the gradients
             g[:n_decayed] = g[:n_decayed] + wd * p[:n_decayed]
         # Adam._update's steps, in its order
         m *= b1
